@@ -33,7 +33,7 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO, cast
 
@@ -280,6 +280,13 @@ def _lock_and_read_head(session: Session) -> _Head | None:
     already holds the database's only write lock. Re-reading the head under
     the lock is what makes the next seq and prev_hash correct; the unique
     constraints on seq and prev_hash are the backstop.
+
+    The head is read by a statement issued after the lock is granted: under
+    READ COMMITTED that statement takes a fresh snapshot and so sees the
+    previous holder's commit. (Folding the lock into the same statement would
+    read a snapshot taken before the wait.) Under REPEATABLE READ a transaction
+    that read before appending may see a stale head; the unique constraints
+    then make its append fail instead of forking the chain.
     """
     connection = session.connection()
     if connection.dialect.name == "postgresql":
@@ -856,10 +863,10 @@ def export_jsonl(session: Session, out: TextIO) -> int:
             )
         )
     for cp in _load_checkpoints(session):
-        out.write(_line({"type": "checkpoint", **cp.__dict__}))
+        out.write(_line({"type": "checkpoint", **asdict(cp)}))
     count = 0
     for rec in _stream_records(session):
-        out.write(_line({"type": "record", **rec.__dict__}))
+        out.write(_line({"type": "record", **asdict(rec)}))
         count += 1
     return count
 
