@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -130,8 +130,7 @@ def supports(gpu: GpuSpec, dtype: str | None, quantization: str | None) -> bool:
 # --- what a workload says ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(NamedTuple):
     """Where one profile figure came from."""
 
     origin: Origin

@@ -41,6 +41,8 @@ _MODEL_SUFFIXES = frozenset(
         "w8a16",
     }
 )
+# Lookups are cached up to this many distinct strings, so odd input cannot grow memory.
+_CACHE_LIMIT = 4096
 _MODEL_VERSION = re.compile(r"^(v\d+(\.\d+)*|\d{4})$")
 
 
@@ -119,7 +121,9 @@ class Catalog:
                         f"model alias '{name}' names both {other.name} and {model.name}"
                     )
                 self._models[key] = model
+        # Fleets repeat the same few strings: remember each answer.
         self._normalised: dict[str, str | None] = {}
+        self._by_name: dict[str, ModelSpec | None] = {}
 
     @classmethod
     def from_toml(cls, gpus_toml: str, models_toml: str) -> Catalog:
@@ -149,14 +153,20 @@ class Catalog:
 
     def model(self, name: str) -> ModelSpec | None:
         """The model a Hugging Face name or common alias refers to, or None."""
-        return self._models.get(model_key(name))
+        if name in self._by_name:
+            return self._by_name[name]
+        found = self._models.get(model_key(name))
+        if len(self._by_name) < _CACHE_LIMIT:
+            self._by_name[name] = found
+        return found
 
     def normalise_gpu(self, vendor_string: str) -> str | None:
         """The catalog id a vendor GPU string names, or None when it is not certain."""
         if vendor_string in self._normalised:
             return self._normalised[vendor_string]
         found = self._aliases.get(_instance_key(vendor_string)) or self._parse(vendor_string)
-        self._normalised[vendor_string] = found
+        if len(self._normalised) < _CACHE_LIMIT:
+            self._normalised[vendor_string] = found
         return found
 
     def _parse(self, vendor_string: str) -> str | None:
