@@ -6,7 +6,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _SEPARATORS = re.compile(r"[\s_]+")
 _MEMORY = re.compile(r"^(\d+)GB?$")
@@ -241,6 +241,7 @@ class _Lazy:
     _catalog: Catalog | None = None
 
     def get(self) -> Catalog:
+        """The bundled catalog, read on the first call."""
         if self._catalog is None:
             self._catalog = Catalog.from_toml(_data("gpus.toml"), _data("models.toml"))
         return self._catalog
@@ -252,6 +253,10 @@ _DEFAULT = _Lazy()
 def default_catalog() -> Catalog:
     """The catalog bundled with the engine."""
     return _DEFAULT.get()
+
+
+if TYPE_CHECKING:
+    DEFAULT_CATALOG: Catalog
 
 
 def __getattr__(name: str) -> Any:

@@ -107,7 +107,7 @@ class WorkloadContext:
         """A fresh fact reader for this workload."""
         return self.workload.reader()
 
-    def gap(self, rule: str, missing: list[str], *, fleet: bool = False) -> Gap:
+    def gap(self, rule: str, missing: list[str]) -> Gap:
         """A gap about this workload."""
         return Gap(cluster=self.cluster, subject=self.workload_id, rule=rule, missing=missing)
 

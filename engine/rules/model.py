@@ -24,7 +24,7 @@ from engine.rules.context import (
     model_evidence,
     spend,
 )
-from engine.units import HOURS_PER_MONTH
+from engine.units import GB, HOURS_PER_MONTH
 
 # Relative slack on dollar comparisons, so a saving of exactly 20 % is not lost to rounding.
 _EPS = 1e-9
@@ -155,7 +155,7 @@ def oom_risk(ctx: WorkloadContext, env: Env) -> Result:
                 max_model_len=p.max_model_len,
                 needed_gb_per_replica=round(
                     need.weights_gb
-                    + p.max_model_len * need.kv_bytes_per_token / 1e9
+                    + p.max_model_len * need.kv_bytes_per_token / GB
                     + env.constants.reserve_gb_per_gpu * money.gpu_count,
                     2,
                 ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -110,6 +111,7 @@ def dump(evaluation: Evaluation) -> dict[str, Any]:
 def test_savings_are_never_negative(fleet: FleetSnapshot) -> None:
     evaluation = evaluate(fleet, PRICES)
     for finding in evaluation.findings:
+        json.dumps(finding.evidence, allow_nan=False)
         assert finding.monthly_usd >= 0
         assert all(claim.usd >= 0 for claim in finding.claims)
     assert evaluation.savings_total_usd() >= 0

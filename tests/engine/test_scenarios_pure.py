@@ -69,6 +69,8 @@ def test_scenario(path: Path) -> None:
     summary = [(f.rule, f.cluster, f.subject, f.monthly_usd) for f in evaluation.findings]
     for expect in scenario["expect"]:
         assert any(matches(f, expect) for f in evaluation.findings), (expect, summary)
+    for finding in evaluation.findings:
+        json.dumps(finding.evidence, allow_nan=False)  # stored as JSON as it is
     fired = {f.rule for f in evaluation.findings}
     assert not fired & set(scenario["expect_absent"]), summary
     assert evaluation.savings_total_usd() <= sum(
