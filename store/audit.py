@@ -543,7 +543,9 @@ class _ChainVerifier:
         self._verifiers: dict[str, VerifyKey | None] = {}
         for key_id, public in keys.items():
             try:
-                ok = key_id_for(bytes.fromhex(public)) == key_id
+                raw = bytes.fromhex(public)
+                # Canonical hex only: fromhex() would also accept spaces and upper case.
+                ok = raw.hex() == public and key_id_for(raw) == key_id
                 self._verifiers[key_id] = verify_key(public) if ok else None
             except ValueError:
                 self._verifiers[key_id] = None
