@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from enginekit import workload
 
 from engine.capacity import (
     DEFAULT_CONSTANTS,
@@ -27,6 +26,7 @@ from engine.capacity import (
 )
 from engine.catalog import default_catalog
 from engine.prices import PriceBook, default_price_book
+from tests.engine.enginekit import workload
 
 C = DEFAULT_CONSTANTS
 V01_PRICES = PriceBook.from_mapping({**default_price_book().prices, "H100-SXM-80GB": 5.39})

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from enginekit import cluster, node, pod, run, served
 from pydantic import ValidationError
 
 from engine.findings import Claim, Evaluation, Finding, Recommendation, savings_total
+from tests.engine.enginekit import cluster, node, pod, run, served
 
 
 def finding(rule: str, usd: float, claims: dict[str, float], kind: str = "savings") -> Finding:

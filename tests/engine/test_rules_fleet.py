@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from enginekit import L4, MONTH, cluster, found, gaps, node, pod, run, served
 
 from engine.rules.fleet import allocate
+from tests.engine.enginekit import L4, MONTH, cluster, found, gaps, node, pod, run, served
 
 
 def idle(replicas: int, util: float) -> dict[str, object]:

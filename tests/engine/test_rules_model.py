@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from enginekit import L4, MONTH, found, gaps, run, served
 
 from engine.prices import default_price_book
+from tests.engine.enginekit import L4, MONTH, found, gaps, run, served
 
 # Llama-3.2-1B (bf16) on an L40S with light load: L4 is the cheapest fit (v14).
 SMALL = {

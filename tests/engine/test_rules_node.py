@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from enginekit import L4, MONTH, cluster, found, gaps, node, run, served
+
+from tests.engine.enginekit import L4, MONTH, cluster, found, gaps, node, run, served
 
 # --- cpu_gpu_imbalance ---------------------------------------------------------------------
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from enginekit import found, run, served
 from pydantic import ValidationError
 
 from engine.rules import RULE_IDS, RULES
 from engine.thresholds import Thresholds
+from tests.engine.enginekit import found, run, served
 
 
 def test_defaults_match_the_spec() -> None:
