@@ -5,17 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from sqlalchemy.exc import DatabaseError
 
-from bot.context import ConfigError, Context, open_context
+from bot.console import fail, opened
 from store.audit import (
-    AuditError,
     Checkpoint,
     VerifyReport,
     checkpoint,
@@ -25,36 +21,11 @@ from store.audit import (
     verify,
 )
 from store.db import transaction
-from store.signing import SigningKeyError, write_new_key
+from store.signing import write_new_key
 
 audit_app = typer.Typer(
     help="Verify, export, checkpoint and re-key the signed audit log.", no_args_is_help=True
 )
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _opened() -> Iterator[Context]:
-    """Open the context, turning configuration and audit errors into clear messages."""
-    try:
-        ctx = open_context()
-    except (ConfigError, SigningKeyError) as exc:
-        _fail(str(exc))
-    try:
-        yield ctx
-    except (AuditError, SigningKeyError) as exc:
-        _fail(str(exc))
-    except DatabaseError as exc:
-        _fail(
-            f"the database refused the request ({exc.orig}); check STEWARD_DATABASE_URL "
-            "and run `steward db upgrade`"
-        )
-    finally:
-        ctx.close()
 
 
 def _print_report(report: VerifyReport) -> None:
@@ -99,8 +70,8 @@ def verify_command(
             with against.open(encoding="utf-8") as handle:
                 known = read_checkpoints(handle)
         except (OSError, ValueError, KeyError) as exc:
-            _fail(f"cannot read checkpoints from {against}: {exc}; pass a file from `audit export`")
-    with _opened() as ctx, transaction(ctx.sessions) as session:
+            fail(f"cannot read checkpoints from {against}: {exc}; pass a file from `audit export`")
+    with opened() as ctx, transaction(ctx.sessions) as session:
         report = verify(session, trusted_keys=trusted_key or None, known_checkpoints=known)
     if as_json:
         sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n")
@@ -117,8 +88,8 @@ def export_command(
 ) -> None:
     """Export the log, keyring and checkpoints for offline verification."""
     if fmt != "jsonl":
-        _fail(f"unknown format {fmt!r}; the only format is jsonl")
-    with _opened() as ctx, transaction(ctx.sessions) as session:
+        fail(f"unknown format {fmt!r}; the only format is jsonl")
+    with opened() as ctx, transaction(ctx.sessions) as session:
         if out is None:
             export_jsonl(session, sys.stdout)
             return
@@ -128,14 +99,14 @@ def export_command(
                 count = export_jsonl(session, handle)
             os.replace(partial, out)  # never leave a half-written export under the real name
         except OSError as exc:
-            _fail(f"cannot write {out}: {exc.strerror}; choose a writable --out path")
+            fail(f"cannot write {out}: {exc.strerror}; choose a writable --out path")
     typer.echo(f"exported {count} records to {out}", err=True)
 
 
 @audit_app.command("checkpoint")
 def checkpoint_command() -> None:
     """Sign a checkpoint of the log's current size and head now."""
-    with _opened() as ctx, transaction(ctx.sessions) as session:
+    with opened() as ctx, transaction(ctx.sessions) as session:
         cp = checkpoint(session, ctx.signer)
     typer.echo(f"checkpoint at size {cp.size}, head {cp.head_hash}, signed by key {cp.key_id}")
 
@@ -149,13 +120,13 @@ def rotate_command(
     The new key is written next to the current file first and moved over it
     only once the rotation is committed, so a failure leaves the old key in use.
     """
-    with _opened() as ctx:
+    with opened() as ctx:
         path = ctx.settings.signing_key_file
         pending = path.with_name(path.name + ".new")
         try:
             new = write_new_key(pending)
         except FileExistsError:
-            _fail(
+            fail(
                 f"{pending} is left from an earlier rotation; if `steward audit verify` passes "
                 f"and the log's last rotation names that key, move it to {path}; otherwise "
                 "delete it and retry"
@@ -170,7 +141,7 @@ def rotate_command(
         try:
             os.replace(pending, path)
         except OSError as exc:
-            _fail(
+            fail(
                 f"the rotation is recorded (seq {entry.seq}) but {pending} could not replace "
                 f"{path} ({exc.strerror}); move it there by hand before appending again"
             )

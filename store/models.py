@@ -23,8 +23,20 @@ class Cluster(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     last_facts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Pull sources (Steward fetches facts itself) and the state of the last pull.
+    prometheus_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    prometheus_token_file: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    piqc_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    pull_interval_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_pull_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    last_pull_error: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    pull_failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    keys: Mapped[list[ApiKey]] = relationship(back_populates="cluster", order_by="ApiKey.created_at")
+    keys: Mapped[list[ApiKey]] = relationship(
+        back_populates="cluster", order_by="ApiKey.created_at"
+    )
 
 
 class ApiKey(Base):
@@ -33,7 +45,9 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
 
     key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), index=True)
+    cluster_id: Mapped[int] = mapped_column(
+        ForeignKey("clusters.id", ondelete="CASCADE"), index=True
+    )
     secret_hmac: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

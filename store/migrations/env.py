@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-import store.audit  # noqa: F401  (registers the tables on Base.metadata)
+import store.audit
+import store.findings
 import store.models  # noqa: F401
 from store.db import Base
 

@@ -33,9 +33,9 @@ SINGLE = 2000  # appends in the one-per-transaction run
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'bench.db'}"
-    pg = os.environ.get("STEWARD_TEST_PG_URL")
+    pg = os.environ.get("STEWARD_TEST_DATABASE_URL")
     if not pg:
-        pytest.skip("STEWARD_TEST_PG_URL is not set")
+        pytest.skip("STEWARD_TEST_DATABASE_URL is not set")
     return pg
 
 

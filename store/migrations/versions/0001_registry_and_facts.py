@@ -27,6 +27,15 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.Column("last_facts_at", UTCDateTime, nullable=True),
+        sa.Column("prometheus_url", sa.String(2048), nullable=True),
+        sa.Column("prometheus_token_file", sa.String(1024), nullable=True),
+        sa.Column("piqc_url", sa.String(2048), nullable=True),
+        sa.Column("pull_interval_seconds", sa.Integer, nullable=True),
+        sa.Column("last_pull_at", UTCDateTime, nullable=True),
+        sa.Column("last_pull_status", sa.String(16), nullable=True),
+        sa.Column("last_pull_error", sa.String(2048), nullable=True),
+        sa.Column("pull_failures", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("next_pull_at", UTCDateTime, nullable=True),
     )
     op.create_table(
         "api_keys",

@@ -1,0 +1,190 @@
+"""Cluster registration and key management, shared by the CLI and the admin API."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.context import Context
+from store import keys, registry
+from store.audit import append
+from store.db import transaction, utcnow
+from store.models import ApiKey, Cluster
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    """What `cluster list` shows of one cluster."""
+
+    name: str
+    provider: str
+    region: str
+    created_at: datetime
+    last_facts_at: datetime | None
+    active_keys: list[str]
+    key_status: str
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "provider": self.provider,
+            "region": self.region,
+            "created_at": self.created_at.isoformat(),
+            "last_facts_at": self.last_facts_at.isoformat() if self.last_facts_at else None,
+            "active_keys": self.active_keys,
+            "key_status": self.key_status,
+        }
+
+
+def _key_status(active: list[ApiKey]) -> str:
+    if not active:
+        return "no active key"
+    if len(active) > 1:
+        return "rotating"
+    return "active"
+
+
+def _row(cluster: Cluster, active: list[ApiKey]) -> ClusterRow:
+    return ClusterRow(
+        name=cluster.name,
+        provider=cluster.provider,
+        region=cluster.region,
+        created_at=cluster.created_at,
+        last_facts_at=cluster.last_facts_at,
+        active_keys=[key.key_id for key in active],
+        key_status=_key_status(active),
+    )
+
+
+def add_cluster(ctx: Context, name: str, provider: str, region: str, actor: str) -> str:
+    """Register a cluster and return its first API key (shown once)."""
+    with transaction(ctx.sessions) as session:
+        cluster = registry.add_cluster(session, name, provider, region)
+        issued = keys.issue_key(session, cluster, ctx.pepper)
+        append(
+            session,
+            ctx.signer,
+            actor=actor,
+            action="cluster.registered",
+            subject=f"cluster:{name}",
+            body={"cluster": name, "provider": cluster.provider, "region": cluster.region},
+        )
+        append(
+            session,
+            ctx.signer,
+            actor=actor,
+            action="key.issued",
+            subject=f"cluster:{name}",
+            body={"cluster": name, "key_id": issued.key_id},
+        )
+    return issued.token
+
+
+def list_clusters(ctx: Context) -> list[ClusterRow]:
+    """Every cluster with its key status."""
+    now = utcnow()
+    with transaction(ctx.sessions) as session:
+        return [
+            _row(cluster, keys.active_keys(session, cluster, now))
+            for cluster in registry.list_clusters(session)
+        ]
+
+
+def rotate_key(ctx: Context, name: str, grace_hours: float, actor: str) -> tuple[str, datetime]:
+    """Issue a new key; the old one keeps working for `grace_hours`. Returns (key, old expiry)."""
+    if grace_hours < 0:
+        raise registry.RegistryError("--grace must be zero or more hours")
+    now = utcnow()
+    grace = timedelta(hours=grace_hours)
+    with transaction(ctx.sessions) as session:
+        cluster = registry.get_cluster(session, name, for_update=True)
+        issued, changed = keys.rotate_key(session, cluster, ctx.pepper, now, grace)
+        append(
+            session,
+            ctx.signer,
+            actor=actor,
+            action="key.rotated",
+            subject=f"cluster:{name}",
+            body={
+                "cluster": name,
+                "key_id": issued.key_id,
+                "grace_hours": str(grace_hours),
+                "old_keys": {
+                    key.key_id: key.expires_at.isoformat() if key.expires_at else None
+                    for key in changed
+                },
+            },
+        )
+    return issued.token, now + grace
+
+
+def revoke_keys(ctx: Context, name: str, actor: str) -> list[str]:
+    """Every key of the cluster stops working at once; returns the revoked key ids."""
+    now = utcnow()
+    with transaction(ctx.sessions) as session:
+        cluster = registry.get_cluster(session, name, for_update=True)
+        revoked = [key.key_id for key in keys.revoke_keys(session, cluster, now)]
+        append(
+            session,
+            ctx.signer,
+            actor=actor,
+            action="key.revoked",
+            subject=f"cluster:{name}",
+            body={"cluster": name, "key_ids": revoked},
+        )
+    return revoked
+
+
+class AuthFailureLog:
+    """Writes `auth.failed` audit records, at most one per key id per interval.
+
+    A client hammering the API with a bad key must not grow the audit log
+    without bound; the record that is written counts the attempts it stands for.
+    """
+
+    def __init__(self, interval_seconds: float) -> None:
+        self._interval = interval_seconds
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def record(self, ctx: Context, key_id: str | None, reason: str, remote: str | None) -> None:
+        """Note one failed authentication; audit it unless one was audited recently."""
+        label = key_id or "none"
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(label)
+            if last is not None and now - last < self._interval:
+                self._suppressed[label] = self._suppressed.get(label, 0) + 1
+                return
+            self._last[label] = now
+            attempts = self._suppressed.pop(label, 0) + 1
+            if len(self._last) > 10_000:  # forget the oldest labels; memory stays bounded
+                for stale in sorted(self._last, key=self._last.__getitem__)[:5_000]:
+                    self._last.pop(stale, None)
+        with transaction(ctx.sessions) as session:
+            append(
+                session,
+                ctx.signer,
+                actor=f"client:{remote or 'unknown'}",
+                action="auth.failed",
+                subject=f"key:{label}",
+                body={"key_id": label, "reason": reason, "attempts": str(attempts)},
+            )
+
+
+def authenticate(ctx: Context, token: str | None) -> tuple[Cluster, ApiKey] | None:
+    """The cluster a bearer token belongs to, or None."""
+    if not token:
+        return None
+    now = utcnow()
+    with transaction(ctx.sessions) as session:
+        key = keys.authenticate(session, ctx.pepper, token, now)
+        if key is None:
+            return None
+        key.last_used_at = now
+        return key.cluster, key

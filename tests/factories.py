@@ -1,0 +1,42 @@
+"""Small builders for test data: payloads and registered clusters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bot import clusters
+from bot.context import Context
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SCENARIOS = SHARED / "scenarios"
+PIQC_BUNDLE = SHARED / "reference" / "piqc-facts-gke-t4.json"
+
+
+def fact(value: Any, confidence: str = "high", **extra: Any) -> dict[str, Any]:
+    """A piqc fact."""
+    return {"value": value, "dataConfidence": confidence, **extra}
+
+
+def workload(workload_id: str, **facts: Any) -> dict[str, Any]:
+    """A workload whose facts are given as key=value (dots written as __)."""
+    return {
+        "workloadId": workload_id,
+        "facts": {key.replace("__", "."): fact(value) for key, value in facts.items()},
+    }
+
+
+def payload(cluster: str, *workloads: dict[str, Any]) -> dict[str, Any]:
+    """A piqc ingest payload."""
+    return {"schemaVersion": "piqc-scan.v0.1", "cluster_id": cluster, "workloads": list(workloads)}
+
+
+def register(ctx: Context, name: str, provider: str = "aws", region: str = "us-east-1") -> str:
+    """Register a cluster and return its API key."""
+    return clusters.add_cluster(ctx, name, provider, region, actor="test")
+
+
+def scenario(path: Path) -> dict[str, Any]:
+    """One shared scenario file."""
+    return dict(json.loads(path.read_text()))
