@@ -1,0 +1,225 @@
+"""The `steward` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from bot import clusters
+from bot.cli_audit import audit_app
+from bot.console import fail, opened, out, print_json
+from bot.ingest import decode_json, parse_payload
+from bot.pipeline import ingest_and_evaluate, scan
+from bot.wording import usd, usd_month
+from engine.findings import savings_total
+from store.db import transaction
+from store.findings import list_findings
+from store.migrate import current_revision, upgrade
+
+app = typer.Typer(
+    help="Steward: model-aware optimisation for GPU inference fleets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+cluster_app = typer.Typer(help="Register clusters and manage their API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date."""
+    with opened() as ctx:
+        upgrade(ctx.engine)
+        out.print(f"database at revision {current_revision(ctx.engine)}")
+
+
+@cluster_app.command("add")
+def cluster_add(
+    name: str,
+    provider: Annotated[str, typer.Option(help="Cloud or platform, e.g. aws, gcp, azure, onprem.")],
+    region: Annotated[str, typer.Option(help="Region, e.g. us-east-1.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Register a cluster and print its API key (shown once)."""
+    with opened() as ctx:
+        token = clusters.add_cluster(ctx, name, provider, region, actor="cli")
+    if as_json:
+        print_json({"cluster": name, "api_key": token})
+        return
+    out.print(f"Registered cluster [bold]{name}[/bold] ({provider}, {region}).")
+    out.print("API key (shown once, store it now):")
+    out.print(token, highlight=False, soft_wrap=True)
+    out.print(
+        f"Push facts with: piqc scan --push-url http://STEWARD:8000 --cluster-id {name} "
+        "--api-key <key>",
+        highlight=False,
+    )
+
+
+@cluster_app.command("list")
+def cluster_list(as_json: JsonFlag = False) -> None:
+    """Clusters, key status and last facts time."""
+    with opened() as ctx:
+        rows = clusters.list_clusters(ctx)
+    if as_json:
+        print_json([row.as_json() for row in rows])
+        return
+    if not rows:
+        out.print("No clusters yet: `steward cluster add NAME --provider P --region R`.")
+        return
+    table = Table("cluster", "provider", "region", "keys", "last facts")
+    for row in rows:
+        last = row.last_facts_at.strftime("%Y-%m-%d %H:%M UTC") if row.last_facts_at else "never"
+        table.add_row(row.name, row.provider, row.region, row.key_status, last)
+    out.print(table)
+
+
+@cluster_app.command("rotate-key")
+def cluster_rotate_key(
+    name: str,
+    grace: Annotated[
+        float | None, typer.Option(help="Hours the old key keeps working (default 24).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue a new key; the old one keeps working for the grace period."""
+    with opened() as ctx:
+        hours = ctx.settings.key_grace_hours if grace is None else grace
+        token, old_expires = clusters.rotate_key(ctx, name, hours, actor="cli")
+    if as_json:
+        print_json({"cluster": name, "api_key": token, "old_key_expires_at": old_expires})
+        return
+    out.print(f"New API key for [bold]{name}[/bold] (shown once):")
+    out.print(token, highlight=False, soft_wrap=True)
+    out.print(f"The previous key stops working at {old_expires:%Y-%m-%d %H:%M UTC}.")
+
+
+@cluster_app.command("revoke-key")
+def cluster_revoke_key(name: str) -> None:
+    """Every key of the cluster stops working at once."""
+    with opened() as ctx:
+        revoked = clusters.revoke_keys(ctx, name, actor="cli")
+    out.print(
+        f"Revoked {len(revoked)} key(s) of {name}. "
+        f"Issue a new one with `steward cluster rotate-key {name}`."
+    )
+
+
+@app.command("ingest")
+def ingest_file(
+    file: Annotated[Path, typer.Argument(help="piqc facts bundle or ingest payload (JSON).")],
+    cluster: Annotated[str, typer.Option(help="The registered cluster these facts describe.")],
+) -> None:
+    """Ingest a piqc facts bundle (`objects`) or an ingest payload (`workloads`)."""
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}")
+    with opened() as ctx:
+        parsed = parse_payload(decode_json(raw), cluster=cluster)
+        if parsed.cluster_id != cluster:
+            fail(f"{file} describes cluster '{parsed.cluster_id}', not '{cluster}'")
+        reply = ingest_and_evaluate(ctx, cluster, parsed, "file")
+    findings = sum(len(item["recommendations"]) for item in reply)
+    out.print(f"Ingested {len(reply)} workload(s) into {cluster}; {findings} finding(s).")
+
+
+def _findings_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("id", "rule", "cluster", "subject", "$/month", "kind", "confidence", "status"):
+        table.add_column(column, justify="right" if column == "$/month" else "left")
+    for row in rows:
+        table.add_row(
+            row["id"],
+            row["rule"],
+            row["cluster"] or "(fleet)",
+            row["subject"],
+            usd(row["monthly_usd"]),
+            row["kind"],
+            row["confidence"],
+            row["status"],
+        )
+    return table
+
+
+@app.command("scan")
+def scan_now(as_json: JsonFlag = False) -> None:
+    """Evaluate the fleet now and store the findings; list facts missing per cluster."""
+    with opened() as ctx:
+        result = scan(ctx)
+        with transaction(ctx.sessions) as session:
+            open_rows = [row.as_json() for row in list_findings(session)]
+    gaps: dict[str, list[dict[str, Any]]] = {}
+    for gap in result.evaluation.gaps:
+        gaps.setdefault(gap.cluster or "(fleet)", []).append(
+            {"subject": gap.subject, "rule": gap.rule, "missing": gap.missing}
+        )
+    savings = savings_total(result.evaluation.findings)
+    if as_json:
+        print_json(
+            {
+                "findings": len(result.evaluation.findings),
+                "opened": [row.public_id for row in result.reconciled.opened],
+                "resolved": [row.public_id for row in result.reconciled.resolved],
+                "savings_monthly_usd": savings,
+                "facts_missing": gaps,
+            }
+        )
+        return
+    out.print(_findings_table(open_rows, "Open findings"))
+    out.print(
+        f"{len(result.evaluation.findings)} finding(s): {len(result.reconciled.opened)} new, "
+        f"{len(result.reconciled.resolved)} resolved. "
+        f"Open savings (each dollar counted once): [bold]{usd_month(savings)}[/bold]"
+    )
+    for cluster, missing in sorted(gaps.items()):
+        out.print(f"[yellow]facts missing in {cluster}:[/yellow]")
+        for item in missing:
+            out.print(f"  {item['subject']} ({item['rule']}): {', '.join(item['missing'])}")
+
+
+@app.command("findings")
+def findings_list(
+    as_json: JsonFlag = False,
+    all_states: Annotated[bool, typer.Option("--all", help="Every state, not only open.")] = False,
+    cluster: Annotated[str | None, typer.Option(help="Only this cluster.")] = None,
+) -> None:
+    """Open findings (`--all`: every state)."""
+    with opened() as ctx, transaction(ctx.sessions) as session:
+        rows = [
+            row.as_json() for row in list_findings(session, include_all=all_states, cluster=cluster)
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        out.print("No findings. Push facts, then run `steward scan`.")
+        return
+    out.print(_findings_table(rows, "Findings" if all_states else "Open findings"))
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+) -> None:
+    """Run the HTTP API and the Slack endpoint."""
+    import uvicorn
+
+    from bot.api import create_app
+
+    with opened() as ctx:
+        uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
+
+
+def main() -> None:
+    """Entry point of the `steward` console script."""
+    app()

@@ -1,0 +1,111 @@
+"""Words shown to people: Jinja2 templates from `prompts/`, numbers formatted in one place."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from engine.findings import Finding
+
+
+def usd(value: float | int | str) -> str:
+    """`$3,200` for whole-dollar scale figures, `$0.81` below ten dollars."""
+    amount = float(value)
+    if abs(amount) < 10:
+        return f"${amount:,.2f}"
+    return f"${amount:,.0f}"
+
+
+def usd_month(value: float | int | str) -> str:
+    """`$3,200/month`."""
+    return f"{usd(value)}/month"
+
+
+def usd_hour(value: float | int | str) -> str:
+    """`$6.88/h` — GPU-hour prices keep their cents."""
+    return f"${float(value):,.3g}/h" if float(value) < 1 else f"${float(value):,.2f}/h"
+
+
+def gb(value: float | int) -> str:
+    """`14.5 GB` (10^9 bytes)."""
+    return f"{float(value):,.1f} GB"
+
+
+def tok_s(value: float | int) -> str:
+    """`62 tok/s`."""
+    return f"{float(value):,.0f} tok/s"
+
+
+def tokens(value: float | int) -> str:
+    """`15,879 tokens`."""
+    return f"{math.floor(float(value)):,} tokens"
+
+
+def pct(value: float | int) -> str:
+    """`34 %` — integers stay integers, fractions keep one decimal."""
+    number = float(value)
+    return f"{number:.0f} %" if number.is_integer() else f"{number:.1f} %"
+
+
+def name(workload_id: str) -> str:
+    """The last segment of a workload id: `ns/chat/deployment/x` → `x`."""
+    return workload_id.rsplit("/", 1)[-1]
+
+
+FILTERS = {
+    "usd": usd,
+    "usd_month": usd_month,
+    "usd_hour": usd_hour,
+    "gb": gb,
+    "tok_s": tok_s,
+    "tokens": tokens,
+    "pct": pct,
+    "name": name,
+}
+
+
+@cache
+def environment() -> Environment:
+    """The one Jinja2 environment: strict, so a missing field fails in tests."""
+    env = Environment(
+        loader=PackageLoader("prompts", ""),
+        undefined=StrictUndefined,
+        autoescape=False,  # plain text and Slack mrkdwn, never HTML  # noqa: S701
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    """Render `prompts/<template>` with `context`."""
+    return environment().get_template(template).render(**context).strip()
+
+
+def _fact_reader(evidence: dict[str, Any]) -> Any:
+    facts = evidence.get("facts", {})
+
+    def fact(key: str) -> Any:
+        if key not in facts:
+            raise KeyError(f"evidence has no fact {key!r}")
+        return facts[key]["value"]
+
+    return fact
+
+
+def summary(finding: Finding) -> str:
+    """The one-line summary of a finding, from `prompts/summary/<rule>.j2`."""
+    return " ".join(
+        render(
+            f"summary/{finding.rule}.j2",
+            f=finding,
+            evidence=finding.evidence,
+            rec=finding.recommendation,
+            fact=_fact_reader(finding.evidence),
+        ).split()
+    )
