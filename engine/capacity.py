@@ -8,9 +8,9 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.catalog import Catalog, GpuSpec, ModelSpec
+from engine.catalog import Catalog, GpuSpec, ModelSpec, default_catalog
 from engine.facts import Confidence, Fact, Workload, as_number, as_text
-from engine.prices import PriceBook
+from engine.prices import PriceBook, default_price_book
 from engine.units import GB
 
 Origin = Literal["fact", "catalog", "default", "derived"]
@@ -550,15 +550,17 @@ def fits(
     gpu_id: str,
     n: int,
     *,
-    catalog: Catalog,
-    prices: PriceBook,
+    catalog: Catalog | None = None,
+    prices: PriceBook | None = None,
     constants: CapacityConstants = DEFAULT_CONSTANTS,
 ) -> FitCheck | None:
     """Check one configuration for a workload; None when the workload's demand is unknown."""
     need = demand(profile, constants)
     if need is None:
         return None
-    return check(need, catalog.gpu(gpu_id), n, prices.price(gpu_id), constants, gpu_id=gpu_id)
+    cat = catalog or default_catalog()
+    book = prices or default_price_book()
+    return check(need, cat.gpu(gpu_id), n, book.price(gpu_id), constants, gpu_id=gpu_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,9 +80,11 @@ def fleet_rebalance(fleet: FleetView, env: Env) -> Result:
         members = groups[name]
         if len({ctx.cluster for ctx in members}) < th.fleet_min_clusters:
             continue
+        # A deployment scaled to zero serves nothing: its utilisation does not matter.
         missing = [
             f"{ctx.cluster}/{ctx.workload_id}:{key}"
             for ctx in members
+            if ctx.profile.replicas != 0
             for key in ctx.profile.missing(("gpu_util", "replicas"))
         ]
         if missing:

@@ -122,3 +122,14 @@ def test_pending_pod_without_age_is_a_gap() -> None:
     del p.facts["job.pendingSinceMinutes"]
     evaluation = run(cluster("e", p), cluster("w", node("n"), region="us-west-2"))
     assert gaps(evaluation, "regional_capacity_gap")[0].missing == ["job.pendingSinceMinutes"]
+
+
+def test_a_deployment_scaled_to_zero_neither_blocks_nor_joins_the_rebalance() -> None:
+    evaluation = run(
+        cluster("a", served(changes=idle(6, 15))),
+        cluster("b", served(changes=idle(2, 20))),
+        cluster("c", served(changes={"k8s.replicas": 0, "obs.gpu.utilAvgPct": None})),
+    )
+    [finding] = found(evaluation, "fleet_rebalance")
+    assert set(finding.recommendation.params["per_cluster"]) == {"a", "b"}
+    assert not gaps(evaluation, "fleet_rebalance")
