@@ -5,10 +5,10 @@ from __future__ import annotations
 from alembic import context
 
 # Importing the modules registers their tables on Base.metadata.
-import store.audit  # noqa: F401
-import store.events  # noqa: F401
-import store.explanations  # noqa: F401
-import store.findings  # noqa: F401
+import store.audit
+import store.events
+import store.explanations
+import store.findings
 import store.models  # noqa: F401
 from store.db import Base
 
