@@ -20,7 +20,7 @@ from engine.rules.context import (
     spend,
 )
 from engine.rules.model import ceil_ratio
-from engine.rules.node import unallocated_gpus
+from engine.rules.node import unallocated_gpus, whole
 from engine.units import HOURS_PER_MONTH
 
 _EPS = 1e-9
@@ -291,7 +291,7 @@ def _place(
     env: Env,
 ) -> Finding:
     need = pending
-    taken: dict[str, float] = {}
+    taken: dict[str, int | float] = {}
     claims: list[Claim] = []
     for i, (node_id, resource, free) in enumerate(pool.nodes):
         if need <= 0:
@@ -301,7 +301,7 @@ def _place(
             continue
         need -= take
         pool.nodes[i] = (node_id, resource, free - take)
-        taken[node_id] = take
+        taken[node_id] = whole(take)
         claims.append(Claim(resource=resource, usd=take * price * HOURS_PER_MONTH))
     pool.remaining -= pending
     monthly = pending * price * HOURS_PER_MONTH
@@ -321,7 +321,7 @@ def _place(
             threshold=env.threshold("pending_minutes"),
             prices={gpu_id: price},
             gpu=gpu_id,
-            pending_gpus=pending,
+            pending_gpus=whole(pending),
             pending_minutes=since,
             source_cluster=ctx.cluster,
             source_region=ctx.region,

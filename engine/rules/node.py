@@ -224,6 +224,11 @@ def colocation_conflict(cluster: ClusterView, env: Env) -> Result:
     return out
 
 
+def whole(count: float) -> int | float:
+    """A GPU count as an int when it is whole (as counts are), for readable evidence."""
+    return int(count) if count.is_integer() else count
+
+
 def unallocated_gpus(reader: FactReader) -> float | None:
     """Unallocated GPUs on a node: reported, or GPUs minus allocated GPUs."""
     reported = reader.num("node.unallocatedGpuCount")
@@ -254,6 +259,7 @@ def dark_capacity(ctx: WorkloadContext, env: Env) -> Result:
     if price is None:
         return [ctx.gap(rule, [f"price:{gpu.id}"])]
     monthly = unallocated * price * HOURS_PER_MONTH
+    gpus = whole(unallocated)
     facts = facts_evidence(r.used)
     reported = "node.unallocatedGpuCount" in r.used
     return [
@@ -273,7 +279,7 @@ def dark_capacity(ctx: WorkloadContext, env: Env) -> Result:
                 prices={gpu.id: price},
                 node=ctx.workload.name,
                 gpu=gpu.id,
-                unallocated_gpus=unallocated,
+                unallocated_gpus=gpus,
                 unallocated_from="reported"
                 if reported
                 else "hardware.gpuCount - node.allocatedGpuCount",
@@ -281,7 +287,7 @@ def dark_capacity(ctx: WorkloadContext, env: Env) -> Result:
             recommendation=Recommendation(
                 action="scale_pool_down",
                 target_gpu=gpu.id,
-                params={"node": ctx.workload.name, "remove_gpus": unallocated},
+                params={"node": ctx.workload.name, "remove_gpus": gpus},
             ),
             claims=[Claim(resource=ctx.resource, usd=monthly)],
         )
