@@ -18,7 +18,8 @@ from bot.context import Context
 from bot.ingest import IngestError, decode_json, parse_payload
 from bot.pipeline import ingest_and_evaluate
 from store import keys
-from store.db import ping
+from store.db import ping, transaction
+from store.findings import list_findings
 from store.migrate import current_revision, head_revision
 from store.registry import RegistryError, UnknownCluster
 
@@ -160,6 +161,32 @@ def create_app(ctx: Context) -> FastAPI:
         reply = await run_in_threadpool(ingest_and_evaluate, ctx, cluster.name, parsed, "push")
         ingests.labels("accepted").inc()
         return reply
+
+    @app.get("/v1/findings")
+    def get_findings(
+        request: Request, cluster: str | None = None, all: bool = False
+    ) -> list[dict[str, Any]]:
+        """Findings as `steward findings --json` prints them.
+
+        The admin token sees every cluster; a cluster key sees only its own
+        cluster's findings (fleet findings name no cluster and are admin-only).
+        """
+        token = _bearer(request) or ""
+        configured = ctx.settings.admin_token
+        is_admin = configured is not None and hmac.compare_digest(
+            token.encode(), configured.get_secret_value().encode()
+        )
+        if not is_admin:
+            found = clusters.authenticate(ctx, token)
+            if found is None:
+                raise ApiError(401, "a cluster API key or the admin token is required")
+            own = found[0].name
+            if cluster is not None and cluster != own:
+                raise ApiError(403, f"this key belongs to cluster '{own}', not '{cluster}'")
+            cluster = own
+        with transaction(ctx.sessions) as session:
+            rows = list_findings(session, include_all=all, cluster=cluster)
+            return [row.as_json() for row in rows]
 
     @app.post("/v1/clusters", status_code=201, dependencies=admin)
     def create_cluster(body: NewCluster) -> dict[str, str]:

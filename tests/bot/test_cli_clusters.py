@@ -102,3 +102,15 @@ def test_console_script_is_installed(env: dict[str, str]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_scan_reports_the_facts_a_bundle_lacks_and_claims_nothing(env: dict[str, str]) -> None:
+    run(env, "cluster", "add", "gke-test", "--provider", "gcp", "--region", "us-central1")
+    run(env, "ingest", str(PIQC_BUNDLE), "--cluster", "gke-test")
+    report = json.loads(run(env, "scan", "--json"))
+    assert report["findings"] == 0
+    missing = report["facts_missing"]["gke-test"]
+    assert any("obs.gpu.utilAvgPct" in gap["missing"] for gap in missing)
+    assert json.loads(run(env, "findings", "--json")) == []
+    printed = run(env, "scan")
+    assert "facts missing in gke-test" in printed

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from bot import clusters
 from bot.context import Context
-from tests.conftest import LiveServer
-from tests.factories import payload, register, workload
+from tests.conftest import ADMIN_TOKEN, LiveServer
+from tests.factories import SCENARIOS, payload, register, workload
 
 GOOD = workload(
     "ns/chat/deployment/mistral-7b",
@@ -215,3 +215,38 @@ def test_failed_authentication_is_audited_and_rate_limited(
             sa.text("SELECT subject FROM audit_log WHERE action = 'auth.failed'")
         ).all()
     assert [row[0] for row in rows] == ["key:0123456789abcdef"]
+
+
+def _v01_payload() -> dict[str, Any]:
+    case = json.loads(next(SCENARIOS.glob("v01-*.json")).read_text())
+    return dict(case["clusters"][0]["ingest"])
+
+
+def test_the_reply_lists_each_workloads_findings(ctx: Context, live_api: LiveServer) -> None:
+    token = register(ctx, "prod-east")
+    reply = _post(live_api, _v01_payload(), token).json()
+    [item] = reply
+    [recommendation] = item["recommendations"]
+    assert recommendation["rule"] == "tier_misplacement"
+    assert recommendation["monthly_usd"] > 0
+    assert recommendation["id"].startswith("F-")
+    assert "A10G" in recommendation["summary"]
+
+
+def test_findings_endpoint_is_scoped_to_the_keys_cluster(
+    ctx: Context, live_api: LiveServer
+) -> None:
+    east = register(ctx, "prod-east")
+    west = register(ctx, "prod-west")
+    assert _post(live_api, _v01_payload(), east).status_code == 200
+    url = f"{live_api.url}/v1/findings"
+    own = httpx.get(url, headers={"Authorization": f"Bearer {east}"})
+    assert [f["cluster"] for f in own.json()] == ["prod-east"]
+    assert httpx.get(url, headers={"Authorization": f"Bearer {west}"}).json() == []
+    other = httpx.get(
+        url, params={"cluster": "prod-east"}, headers={"Authorization": f"Bearer {west}"}
+    )
+    assert other.status_code == 403
+    assert httpx.get(url).status_code == 401
+    admin = httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert len(admin.json()) == 1

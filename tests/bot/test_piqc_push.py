@@ -11,7 +11,7 @@ from rich.console import Console
 
 from bot.context import Context
 from tests.conftest import LiveServer
-from tests.factories import PIQC_BUNDLE, register
+from tests.factories import PIQC_BUNDLE, SCENARIOS, register
 
 
 def _push(server: LiveServer, bundle: Path, cluster: str, key: str) -> str:
@@ -37,3 +37,17 @@ def test_piqc_reports_a_refused_push(ctx: Context, live_api: LiveServer) -> None
     other = register(ctx, "other")
     printed = _push(live_api, PIQC_BUNDLE, "gke-test", other)
     assert "Platform returned 403" in printed
+
+
+def test_piqc_counts_the_findings_steward_returns(
+    ctx: Context, live_api: LiveServer, tmp_path: Path
+) -> None:
+    case = json.loads(next(SCENARIOS.glob("v01-*.json")).read_text())
+    payload = case["clusters"][0]["ingest"]
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(
+        json.dumps({"schemaVersion": payload["schemaVersion"], "objects": payload["workloads"]})
+    )
+    key = register(ctx, "prod-east")
+    printed = _push(live_api, bundle, "prod-east", key)
+    assert "Push succeeded — 1 recommendation(s) generated" in printed, printed
