@@ -59,6 +59,7 @@ class GpuSpec:
     bf16: bool
     fp8: bool
     compute_capability: str
+    product_label: str
     aliases: tuple[str, ...] = ()
     forms: tuple[str, ...] = ("",)
     memory_alternates: tuple[int, ...] = ()
@@ -211,6 +212,7 @@ def _gpu(gpu_id: str, spec: dict[str, Any]) -> GpuSpec:
         bf16=bool(spec["bf16"]),
         fp8=bool(spec["fp8"]),
         compute_capability=str(spec["compute_capability"]),
+        product_label=str(spec["product_label"]),
         aliases=tuple(spec.get("aliases", ())),
         forms=tuple(spec.get("forms", ("",))),
         memory_alternates=tuple(int(m) for m in spec.get("memory_alternates", ())),
