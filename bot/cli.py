@@ -11,12 +11,13 @@ from rich.table import Table
 from bot import clusters
 from bot.cli_audit import audit_app
 from bot.console import fail, opened, out, print_json
+from bot.explain import UnknownFinding, explain
 from bot.ingest import decode_json, parse_payload
 from bot.pipeline import ingest_and_evaluate, scan
 from bot.wording import usd, usd_month
 from engine.findings import savings_total
 from store.db import transaction
-from store.findings import list_findings
+from store.findings import list_findings, parse_id
 from store.migrate import current_revision, upgrade
 
 app = typer.Typer(
@@ -204,6 +205,26 @@ def findings_list(
         out.print("No findings. Push facts, then run `steward scan`.")
         return
     out.print(_findings_table(rows, "Findings" if all_states else "Open findings"))
+
+
+@app.command("explain")
+def explain_finding(
+    finding_id: Annotated[str, typer.Argument(metavar="ID", help="Finding id: F-12 or 12.")],
+    no_llm: Annotated[
+        bool, typer.Option("--no-llm", help="Only the template's text; never call the LLM.")
+    ] = False,
+) -> None:
+    """The finding's detailed explanation."""
+    number = parse_id(finding_id)
+    if number is None:
+        fail(f"'{finding_id}' is not a finding id; use F-12 or 12 (`steward findings` lists them)")
+    with opened() as ctx:
+        try:
+            explanation = explain(ctx, number, use_llm=not no_llm)
+        except UnknownFinding as exc:
+            fail(str(exc))
+    # Plain output: the text is Slack mrkdwn, which rich would read as its own markup.
+    typer.echo(explanation.text)
 
 
 @app.command("serve")

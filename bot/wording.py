@@ -50,6 +50,40 @@ def pct(value: float | int) -> str:
     return f"{number:.0f} %" if number.is_integer() else f"{number:.1f} %"
 
 
+def num(value: float | int | str) -> str:
+    """`7,248,023,552`, `14.5`, `0.9`: whole numbers with separators, fractions to 4 digits."""
+    number = float(value)
+    if number.is_integer() or abs(number) >= 1000:
+        return f"{number:,.0f}"
+    return f"{number:.4g}"
+
+
+def share(value: float | int) -> str:
+    """A fraction as a percentage: `0.2` → `20 %`."""
+    return pct(round(float(value) * 100, 1))
+
+
+def ms(value: float | int) -> str:
+    """`2,400 ms`."""
+    return f"{num(value)} ms"
+
+
+def seconds(value: float | int) -> str:
+    """`240 s`."""
+    return f"{num(value)} s"
+
+
+def fact_value(value: Any) -> str:
+    """A fact's value as reported: numbers with separators, lists joined."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return num(value)
+    if isinstance(value, list | tuple):
+        return ", ".join(fact_value(item) for item in value)
+    return str(value)
+
+
 def name(workload_id: str) -> str:
     """The last segment of a workload id: `ns/chat/deployment/x` → `x`."""
     return workload_id.rsplit("/", 1)[-1]
@@ -64,6 +98,11 @@ FILTERS = {
     "tokens": tokens,
     "pct": pct,
     "name": name,
+    "num": num,
+    "share": share,
+    "ms": ms,
+    "seconds": seconds,
+    "fact_value": fact_value,
 }
 
 
@@ -98,14 +137,16 @@ def _fact_reader(evidence: dict[str, Any]) -> Any:
     return fact
 
 
+def finding_context(finding: Finding) -> dict[str, Any]:
+    """What every finding template sees: `f`, `evidence`, `rec` and `fact(key)`."""
+    return {
+        "f": finding,
+        "evidence": finding.evidence,
+        "rec": finding.recommendation,
+        "fact": _fact_reader(finding.evidence),
+    }
+
+
 def summary(finding: Finding) -> str:
     """The one-line summary of a finding, from `prompts/summary/<rule>.j2`."""
-    return " ".join(
-        render(
-            f"summary/{finding.rule}.j2",
-            f=finding,
-            evidence=finding.evidence,
-            rec=finding.recommendation,
-            fact=_fact_reader(finding.evidence),
-        ).split()
-    )
+    return " ".join(render(f"summary/{finding.rule}.j2", **finding_context(finding)).split())
