@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     approvers: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated Slack user ids allowed to decide"
     )
+    cluster_approvers: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='JSON {"cluster": ["U123", …]}: who else may decide that cluster\'s findings',
+    )
+    cluster_channels: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON {"cluster": "C123"}: findings channel per cluster (else the default)',
+    )
+    slack_max_bytes: int = Field(
+        262_144, gt=0, description="largest accepted /slack/events body, in bytes"
+    )
     signing_key_file: Path = Field(
         Path("./steward-signing.key"),
         description="Ed25519 audit signing key; created with mode 0600 when absent",
@@ -90,7 +101,52 @@ class Settings(BaseSettings):
     slack_min_monthly_usd: float = Field(
         100.0, ge=0, description="findings below this dollar figure are not posted to Slack"
     )
+    actuation_tolerance: float = Field(
+        0.25, ge=0, description="an approved figure that moved more than this fraction is stale"
+    )
+    actuation_lease_seconds: float = Field(
+        300, gt=0, description="a claimed actuation another worker may take over after this"
+    )
+    outcome_window_hours: float = Field(
+        72, gt=0, description="hours to see an actuated change in the facts before `unverified`"
+    )
+    revert_window_hours: float = Field(
+        24, ge=0, description="hours after actuation during which Revert is offered"
+    )
     digest_tz: str = Field("UTC", description="time zone of the Monday 09:00 digest")
+    pull_interval_seconds: int = Field(
+        300, gt=0, description="default interval between pulls of a cluster's registered sources"
+    )
+    pull_window_seconds: int = Field(
+        3600, gt=0, description="PromQL window of pulled averages, rates and quantiles"
+    )
+    pull_concurrency: int = Field(16, gt=0, description="clusters pulled at the same time")
+    pull_request_timeout_seconds: float = Field(
+        10.0, gt=0, description="timeout of each HTTP request of a pull"
+    )
+    pull_cluster_timeout_seconds: float = Field(
+        60.0, gt=0, description="a cluster's whole pull is abandoned after this long"
+    )
+    pull_backoff_max_seconds: int = Field(
+        3600, gt=0, description="longest wait before retrying a cluster whose pulls fail"
+    )
+    pull_scrape_interval_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="scrape interval of pulled series; under half the expected samples is partial",
+    )
+    pull_stale_seconds: float = Field(
+        300.0, gt=0, description="a series with no sample this recent is stale"
+    )
+    scheduler_tick_seconds: float = Field(
+        30.0, gt=0, description="how often the scheduler looks for clusters due a pull"
+    )
+    leader_retry_seconds: float = Field(
+        15.0, gt=0, description="how often a follower replica tries to take scheduler leadership"
+    )
+    fact_retention_days: float = Field(
+        30.0, gt=0, description="fact history older than this is deleted by the retention job"
+    )
 
     @field_validator("approvers", mode="before")
     @classmethod

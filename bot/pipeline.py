@@ -11,13 +11,15 @@ from sqlalchemy.orm import Session
 
 from bot.context import Context
 from bot.ingest import ParsedPayload, store_payload
+from bot.outcomes import check_outcomes
 from bot.wording import summary
 from engine.evaluate import evaluate
 from engine.facts import ClusterSnapshot, Fact, FleetSnapshot, Workload
 from engine.findings import Evaluation
+from engine.plans import plan_for
 from store.db import transaction, utcnow
 from store.facts import ClusterFacts, fleet_facts
-from store.findings import LifecyclePolicy, Reconciled, reconcile
+from store.findings import FindingRow, LifecyclePolicy, Reconciled, reconcile
 
 # Evaluations fold into the findings table one at a time, fleet-wide.
 _EVALUATION_LOCK = 0x5354_4557_4556  # "STEWEV"
@@ -30,6 +32,7 @@ class ScanResult:
     evaluation: Evaluation
     reconciled: Reconciled
     at: datetime
+    outcomes: list[FindingRow]
 
 
 def snapshot(clusters: list[ClusterFacts]) -> FleetSnapshot:
@@ -61,31 +64,47 @@ def _lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _EVALUATION_LOCK})
 
 
+def _evaluate(
+    ctx: Context, session: Session, now: datetime
+) -> tuple[Evaluation, list[ClusterFacts]]:
+    facts = fleet_facts(session, now, timedelta(hours=ctx.settings.fact_ttl_hours))
+    evaluation = evaluate(
+        snapshot(facts), ctx.prices, thresholds=ctx.thresholds, constants=ctx.constants
+    )
+    return evaluation, facts
+
+
+def evaluate_now(ctx: Context) -> Evaluation:
+    """Evaluate the latest facts without touching the stored findings."""
+    with ctx.sessions() as session:
+        return _evaluate(ctx, session, utcnow())[0]
+
+
 def scan(ctx: Context) -> ScanResult:
     """Evaluate the fleet from the latest facts and reconcile the stored findings."""
     now = utcnow()
     with transaction(ctx.sessions) as session:
         _lock(session)
-        facts = fleet_facts(session, now, timedelta(hours=ctx.settings.fact_ttl_hours))
-        evaluation = evaluate(
-            snapshot(facts),
-            ctx.prices,
-            thresholds=ctx.thresholds,
-            constants=ctx.constants,
-        )
+        evaluation, facts = _evaluate(ctx, session, now)
         summaries = {finding.fingerprint: summary(finding) for finding in evaluation.findings}
+        plans = {
+            finding.fingerprint: plan_for(finding).model_dump(mode="json")
+            for finding in evaluation.findings
+        }
         reconciled = reconcile(
             session,
             ctx.signer,
             evaluation.findings,
             summaries,
+            plans=plans,
             now=now,
             policy=LifecyclePolicy(
                 change_fraction=ctx.settings.finding_change_fraction,
                 regrow_factor=ctx.settings.finding_regrow_factor,
             ),
         )
-    return ScanResult(evaluation, reconciled, now)
+        outcomes = check_outcomes(session, ctx, evaluation, facts, now)
+    return ScanResult(evaluation, reconciled, now, outcomes)
 
 
 def ingest_and_evaluate(

@@ -69,6 +69,12 @@ class FindingRow(Base):
     # Where the finding's Slack message lives, once posted.
     slack_channel: Mapped[str | None] = mapped_column(String(32), nullable=True)
     slack_ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # What approval does (engine.plans.ActionPlan as JSON) and what came of it.
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    actuated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    realised_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
     # The audit record of the finding's latest event, quoted in Slack messages.
     audit_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
@@ -92,6 +98,9 @@ class FindingRow(Base):
             "summary": self.summary,
             "evidence": self.evidence,
             "recommendation": self.recommendation,
+            "plan": self.plan,
+            "outcome": self.outcome,
+            "realised_usd": float(self.realised_usd) if self.realised_usd is not None else None,
             "first_seen": self.first_seen.isoformat(),
             "last_seen": self.last_seen.isoformat(),
             "decided_by": self.decided_by,
@@ -142,20 +151,20 @@ def _figures(row: FindingRow) -> dict[str, Any]:
         "monthly_usd": str(row.monthly_usd),
         "kind": row.kind,
         "confidence": row.confidence,
-        "recommendation": _stringify(row.recommendation),
+        "recommendation": stringify(row.recommendation),
     }
 
 
-def _stringify(value: Any) -> Any:
+def stringify(value: Any) -> Any:
     """Numbers become strings so the audit body stays canonical across databases."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int | float | Decimal):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _stringify(v) for k, v in value.items()}
+        return {str(k): stringify(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_stringify(v) for v in value]
+        return [stringify(v) for v in value]
     return str(value)
 
 
@@ -166,12 +175,14 @@ def _audit(session: Session, signer: Signer, action: str, row: FindingRow, **ext
         actor="engine",
         action=action,
         subject=f"finding:{row.public_id}",
-        body={**_figures(row), **_stringify(extra)},
+        body={**_figures(row), **stringify(extra)},
     )
     row.audit_seq = entry.seq
 
 
-def _apply(row: FindingRow, finding: EngineFinding, summary: str) -> None:
+def _apply(
+    row: FindingRow, finding: EngineFinding, summary: str, plan: dict[str, Any] | None
+) -> None:
     row.rule, row.level, row.cluster, row.subject = (
         finding.rule,
         finding.level,
@@ -183,6 +194,7 @@ def _apply(row: FindingRow, finding: EngineFinding, summary: str) -> None:
     row.evidence = finding.evidence
     row.recommendation = finding.recommendation.model_dump(mode="json", exclude_none=True)
     row.claims = [claim.model_dump(mode="json") for claim in finding.claims]
+    row.plan = plan
 
 
 def reconcile(
@@ -191,6 +203,7 @@ def reconcile(
     findings: Sequence[EngineFinding],
     summaries: Mapping[str, str],
     *,
+    plans: Mapping[str, dict[str, Any]] | None = None,
     now: datetime | None = None,
     policy: LifecyclePolicy | None = None,
 ) -> Reconciled:
@@ -210,10 +223,11 @@ def reconcile(
         fingerprint = finding.fingerprint
         seen.add(fingerprint)
         summary = summaries[fingerprint]
+        plan = (plans or {}).get(fingerprint)
         row = rows.get(fingerprint)
         if row is None:
             row = FindingRow(fingerprint=fingerprint, status=OPEN, first_seen=now)
-            _apply(row, finding, summary)
+            _apply(row, finding, summary, plan)
             row.last_seen = row.updated_at = now
             session.add(row)
             session.flush()
@@ -222,7 +236,13 @@ def reconcile(
             result.current.append(row)
             continue
         before = row.monthly_usd
-        _apply(row, finding, summary)
+        if row.status in _RESOLVABLE or row.status == RESOLVED:
+            _apply(row, finding, summary, plan)
+        else:
+            # A decided finding keeps the plan and figures it was decided on.
+            row.last_seen = now
+            result.current.append(row)
+            continue
         row.last_seen = now
         after = row.monthly_usd
         moved = abs(after - before) > abs(before) * Decimal(str(policy.change_fraction))

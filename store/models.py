@@ -33,6 +33,11 @@ class Cluster(Base):
     last_pull_error: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     pull_failures: Mapped[int] = mapped_column(Integer, default=0)
     next_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Where the Kubernetes actuator reaches the cluster: a kubeconfig, or URL + token (+ CA).
+    k8s_api_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    k8s_token_file: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    k8s_ca_file: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    kubeconfig: Mapped[str | None] = mapped_column(String(1024), nullable=True)
 
     keys: Mapped[list[ApiKey]] = relationship(
         back_populates="cluster", order_by="ApiKey.created_at"

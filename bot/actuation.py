@@ -1,0 +1,235 @@
+"""After approval: plan → outbox → claim → re-check → actuator → result, each step audited."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.actuators import ActuationRequest, ActuationResult, Actuator, ClusterAccess, DryRunActuator
+from bot.actuators.kubernetes import KubernetesActuator
+from bot.actuators.webhook import WebhookActuator
+from bot.context import ConfigError, Context
+from bot.pipeline import evaluate_now
+from engine.plans import ActionPlan
+from store import actuations
+from store.audit import append
+from store.db import transaction, utcnow
+from store.findings import FindingRow, stringify
+from store.models import Cluster
+
+log = logging.getLogger(__name__)
+
+APPROVED = "approved"
+ACTUATING = "actuating"
+ACTUATED = "actuated"
+FAILED = "failed"
+STALE = "stale"
+
+
+def make_actuator(ctx: Context) -> Actuator:
+    """The actuator STEWARD_ACTUATOR names."""
+    settings = ctx.settings
+    if settings.actuator == "webhook":
+        if not settings.webhook_url or settings.webhook_secret is None:
+            raise ConfigError(
+                "STEWARD_ACTUATOR=webhook needs STEWARD_WEBHOOK_URL and STEWARD_WEBHOOK_SECRET"
+            )
+        return WebhookActuator(
+            settings.webhook_url, settings.webhook_secret.get_secret_value().encode()
+        )
+    if settings.actuator == "kubernetes":
+        return KubernetesActuator()
+    return DryRunActuator()
+
+
+def _audit(
+    session: Session, ctx: Context, action: str, row: FindingRow, actor: str, **body: Any
+) -> None:
+    entry = append(
+        session,
+        ctx.signer,
+        actor=actor,
+        action=action,
+        subject=f"finding:{row.public_id}",
+        body={"finding": row.public_id, "fingerprint": row.fingerprint, **stringify(body)},
+    )
+    row.audit_seq = entry.seq
+
+
+def enqueue_approved(
+    session: Session, ctx: Context, row: FindingRow, actor: str, kind: str = "apply"
+) -> actuations.Actuation | None:
+    """Inside the approval's transaction: write the outbox row for an actuatable plan.
+
+    A runbook plan (the change needs a person) gets no outbox row; the audit
+    record says so and the finding stays approved.
+    """
+    if row.plan is None:
+        return None
+    plan = ActionPlan.model_validate(row.plan)
+    if kind == "revert":
+        plan = plan.inverse()
+    if not plan.actuatable:
+        _audit(session, ctx, "actuation.runbook", row, actor, runbook=plan.runbook)
+        return None
+    outbox = actuations.enqueue(
+        session,
+        finding_id=row.id,
+        fingerprint=row.fingerprint,
+        kind="revert" if kind == "revert" else "apply",
+        plan=plan.model_dump(mode="json"),
+        requested_by=actor,
+    )
+    _audit(
+        session,
+        ctx,
+        "actuation.planned",
+        row,
+        actor,
+        kind=kind,
+        idempotency_key=outbox.idempotency_key,
+        plan=plan.model_dump(mode="json"),
+    )
+    return outbox
+
+
+@dataclass
+class Processed:
+    """One outbox row carried through."""
+
+    finding: str
+    kind: str
+    status: str
+    detail: str
+
+
+def _access(session: Session, names: set[str]) -> dict[str, ClusterAccess]:
+    rows = session.query(Cluster).filter(Cluster.name.in_(names)).all() if names else []
+    return {
+        row.name: ClusterAccess(
+            name=row.name,
+            api_url=row.k8s_api_url,
+            token_file=row.k8s_token_file,
+            ca_file=row.k8s_ca_file,
+            kubeconfig=row.kubeconfig,
+        )
+        for row in rows
+    }
+
+
+def still_holds(ctx: Context, row: FindingRow, plan: ActionPlan) -> str | None:
+    """None when the finding still stands as approved; else why it went stale.
+
+    Re-reads the latest facts and prices: the finding must still fire, propose
+    the same change, and its dollar figure must be within the tolerance of the
+    figure the operator approved.
+    """
+    evaluation = evaluate_now(ctx)
+    current = next((f for f in evaluation.findings if f.fingerprint == row.fingerprint), None)
+    if current is None:
+        return "the condition no longer holds in the latest facts"
+    from engine.plans import plan_for
+
+    if plan_for(current).model_dump(mode="json") != plan.model_dump(mode="json"):
+        return "the latest facts call for a different change than the one approved"
+    approved = float(row.decided_usd if row.decided_usd is not None else row.monthly_usd)
+    now = current.monthly_usd
+    tolerance = ctx.settings.actuation_tolerance
+    if approved > 0 and abs(now - approved) > tolerance * approved:
+        return (
+            f"the figure moved from ${approved:,.2f} to ${now:,.2f}/month, beyond the "
+            f"{tolerance:.0%} tolerance"
+        )
+    return None
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def run_pending(ctx: Context, actuator: Actuator | None = None) -> list[Processed]:
+    """Carry out every pending outbox row, one at a time; safe to run on every replica."""
+    actuator = actuator or make_actuator(ctx)
+    done: list[Processed] = []
+    lease = timedelta(seconds=ctx.settings.actuation_lease_seconds)
+    while True:
+        with transaction(ctx.sessions) as session:
+            claimed = actuations.claim(session, _worker(), lease)
+            if claimed is None:
+                break
+            row = session.get(FindingRow, claimed.finding_id)
+            assert row is not None  # the foreign key guarantees it
+            plan = ActionPlan.model_validate(claimed.plan)
+            outbox_id, kind, key = claimed.id, claimed.kind, claimed.idempotency_key
+            if kind == "apply":
+                row.status = ACTUATING
+            row.updated_at = utcnow()
+            _audit(session, ctx, "actuation.claimed", row, "actuator", kind=kind, worker=_worker())
+            clusters = _access(session, {target.cluster for target in plan.targets})
+            public_id = row.public_id
+        why_stale = still_holds(ctx, row, plan) if kind == "apply" else None
+        if why_stale is not None:
+            result = ActuationResult(False, why_stale)
+            status = STALE
+        else:
+            with transaction(ctx.sessions) as session:
+                row = session.get(FindingRow, claimed.finding_id)
+                assert row is not None
+                _audit(
+                    session,
+                    ctx,
+                    "actuation.requested",
+                    row,
+                    "actuator",
+                    kind=kind,
+                    actuator=actuator.name,
+                    plan=plan.model_dump(mode="json"),
+                )
+            request = ActuationRequest(public_id, kind, key, plan, clusters)
+            try:
+                result = await actuator.apply(request)
+            except Exception as exc:  # an actuator bug must not leave the row running
+                log.exception("actuator %s failed on %s", actuator.name, public_id)
+                result = ActuationResult(False, f"actuator error: {type(exc).__name__}")
+            status = actuations.DONE if result.ok else FAILED
+        done.append(_record(ctx, outbox_id, kind, status, result))
+    return done
+
+
+def _record(
+    ctx: Context, outbox_id: int, kind: str, status: str, result: ActuationResult
+) -> Processed:
+    with transaction(ctx.sessions) as session:
+        outbox = session.get(actuations.Actuation, outbox_id)
+        assert outbox is not None
+        actuations.finish(session, outbox, status, result.as_json())
+        row = session.get(FindingRow, outbox.finding_id)
+        assert row is not None
+        now = utcnow()
+        if kind == "apply":
+            row.status = ACTUATED if status == actuations.DONE else status
+            if status == actuations.DONE:
+                row.actuated_at = now
+        elif status == actuations.DONE:
+            row.outcome, row.outcome_at = "reverted", now
+        row.updated_at = now
+        action = {
+            actuations.DONE: "actuation.succeeded",
+            FAILED: "actuation.failed",
+            STALE: "actuation.stale",
+        }[status]
+        _audit(session, ctx, action, row, "actuator", kind=kind, result=result.as_json())
+        processed = Processed(row.public_id, kind, row.status, result.detail)
+    return processed
+
+
+def realised_usd(before: Decimal, after: Decimal) -> Decimal:
+    """Monthly saving realised by a change: spend before minus spend after."""
+    return before - after
