@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     llm_url: str | None = Field(None, description="OpenAI-compatible base URL; unset = templates")
     llm_model: str | None = Field(None, description="model name sent to the LLM endpoint")
     llm_api_key: SecretStr | None = Field(None, description="API key of the LLM endpoint")
+    llm_timeout_seconds: float = Field(
+        8.0, gt=0, description="wait per LLM call; one retry, then the template's text is used"
+    )
     ingest_max_bytes: int = Field(5_000_000, gt=0, description="largest accepted ingest body")
     fact_history_limit: int = Field(100, gt=0, description="fact sets kept per workload")
     fact_ttl_hours: float = Field(
@@ -152,3 +155,39 @@ class Settings(BaseSettings):
     @classmethod
     def _split_approvers(cls, value: object) -> object:
         return _comma_list(value)
+
+
+TABLE_START = "<!-- settings:start -->"
+TABLE_END = "<!-- settings:end -->"
+
+
+def env_name(field: str) -> str:
+    """The environment variable a Settings field is read from (its first alias)."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _default(field: str) -> str:
+    info = Settings.model_fields[field]
+    if info.default_factory is not None:
+        value = info.default_factory()  # type: ignore[call-arg]
+        return "empty" if not value else f"`{value}`"
+    if info.default is None:
+        return "unset"
+    return f"`{info.default}`"
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the Settings class."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for field, info in Settings.model_fields.items():
+        description = (info.description or "").replace("|", "\\|")
+        rows.append(f"| `{env_name(field)}` | {_default(field)} | {description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")
