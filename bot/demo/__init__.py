@@ -1,0 +1,1 @@
+"""The bundled demo fleet and the `steward demo` walk-through."""
