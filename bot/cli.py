@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from bot import clusters
 from bot.cli_audit import audit_app
+from bot.cli_pull import pull_command
 from bot.console import fail, opened, out, print_json
 from bot.explain import UnknownFinding, explain
 from bot.ingest import decode_json, parse_payload
 from bot.pipeline import ingest_and_evaluate, scan
 from bot.wording import usd, usd_month
 from engine.findings import savings_total
-from store.db import transaction
+from store.db import reading, transaction
 from store.findings import list_findings, parse_id
 from store.migrate import current_revision, upgrade
 
@@ -30,6 +32,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+app.command("pull")(pull_command)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -42,16 +45,41 @@ def db_upgrade() -> None:
         out.print(f"database at revision {current_revision(ctx.engine)}")
 
 
+PrometheusUrl = Annotated[
+    str | None,
+    typer.Option(help='Prometheus to pull DCGM, vLLM and kube-state-metrics from ("" clears).'),
+]
+PrometheusTokenFile = Annotated[
+    str | None,
+    typer.Option(help="File holding a bearer token for that Prometheus, read at each pull."),
+]
+PiqcUrl = Annotated[
+    str | None, typer.Option(help='URL serving a piqc facts bundle to pull ("" clears).')
+]
+PullInterval = Annotated[
+    int | None,
+    typer.Option(help="Seconds between pulls (0: STEWARD_PULL_INTERVAL_SECONDS).", min=0),
+]
+
+
 @cluster_app.command("add")
 def cluster_add(
     name: str,
     provider: Annotated[str, typer.Option(help="Cloud or platform, e.g. aws, gcp, azure, onprem.")],
     region: Annotated[str, typer.Option(help="Region, e.g. us-east-1.")],
+    prometheus_url: PrometheusUrl = None,
+    prometheus_token_file: PrometheusTokenFile = None,
+    piqc_url: PiqcUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Register a cluster and print its API key (shown once)."""
+    sources = clusters.PullSources(
+        prometheus_url=prometheus_url,
+        prometheus_token_file=prometheus_token_file,
+        piqc_url=piqc_url,
+    )
     with opened() as ctx:
-        token = clusters.add_cluster(ctx, name, provider, region, actor="cli")
+        token = clusters.add_cluster(ctx, name, provider, region, actor="cli", sources=sources)
     if as_json:
         print_json({"cluster": name, "api_key": token})
         return
@@ -65,9 +93,47 @@ def cluster_add(
     )
 
 
+@cluster_app.command("set")
+def cluster_set(
+    name: str,
+    prometheus_url: PrometheusUrl = None,
+    prometheus_token_file: PrometheusTokenFile = None,
+    piqc_url: PiqcUrl = None,
+    pull_interval: PullInterval = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a cluster's pull sources and pull interval."""
+    sources = clusters.PullSources(
+        prometheus_url=prometheus_url,
+        prometheus_token_file=prometheus_token_file,
+        piqc_url=piqc_url,
+        pull_interval_seconds=pull_interval,
+    )
+    with opened() as ctx:
+        row = clusters.set_sources(ctx, name, sources, actor="cli")
+    if as_json:
+        print_json(row.as_json())
+        return
+    pulled = [
+        f"{kind} {url}"
+        for kind, url in (("Prometheus", row.prometheus_url), ("piqc", row.piqc_url))
+        if url
+    ]
+    out.print(
+        f"Cluster [bold]{name}[/bold] pulls from: {', '.join(pulled) or 'nothing (push only)'}.",
+        highlight=False,
+    )
+    if pulled:
+        out.print(f"Pull now with `steward pull {name}`.", highlight=False)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+
+
 @cluster_app.command("list")
 def cluster_list(as_json: JsonFlag = False) -> None:
-    """Clusters, key status and last facts time."""
+    """Clusters, key status, last facts time and last pull status."""
     with opened() as ctx:
         rows = clusters.list_clusters(ctx)
     if as_json:
@@ -76,11 +142,25 @@ def cluster_list(as_json: JsonFlag = False) -> None:
     if not rows:
         out.print("No clusters yet: `steward cluster add NAME --provider P --region R`.")
         return
-    table = Table("cluster", "provider", "region", "keys", "last facts")
+    table = Table("provider", "region", "keys", "last facts", "last pull")
+    table.columns.insert(0, Column("cluster", no_wrap=True))
+    errors: list[tuple[str, str]] = []
     for row in rows:
-        last = row.last_facts_at.strftime("%Y-%m-%d %H:%M UTC") if row.last_facts_at else "never"
-        table.add_row(row.name, row.provider, row.region, row.key_status, last)
+        if not (row.prometheus_url or row.piqc_url):
+            pull = "push only"
+        elif row.last_pull_status is None:
+            pull = "pending"
+        else:
+            pull = f"{row.last_pull_status} {_when(row.last_pull_at)}"
+            if row.last_pull_status == "error":
+                pull += f" ({row.pull_failures}x)"
+                errors.append((row.name, row.last_pull_error or ""))
+        table.add_row(
+            row.name, row.provider, row.region, row.key_status, _when(row.last_facts_at), pull
+        )
     out.print(table)
+    for cluster, error in errors:
+        out.print(f"[red]{cluster}:[/red] {error}", highlight=False, soft_wrap=True)
 
 
 @cluster_app.command("rotate-key")
@@ -194,7 +274,7 @@ def findings_list(
     cluster: Annotated[str | None, typer.Option(help="Only this cluster.")] = None,
 ) -> None:
     """Open findings (`--all`: every state)."""
-    with opened() as ctx, transaction(ctx.sessions) as session:
+    with opened() as ctx, reading(ctx.sessions) as session:
         rows = [
             row.as_json() for row in list_findings(session, include_all=all_states, cluster=cluster)
         ]
@@ -232,13 +312,17 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
 ) -> None:
-    """Run the HTTP API and the Slack endpoint."""
+    """Run the HTTP API, the Slack endpoint and the scheduler."""
+    import logging
+
     import uvicorn
 
     from bot.api import create_app
 
+    # Scheduler and pull messages go to stderr beside uvicorn's own.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     with opened() as ctx:
-        uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(ctx, scheduler=True), host=host, port=port, log_level="info")
 
 
 def main() -> None:

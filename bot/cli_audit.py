@@ -20,7 +20,7 @@ from store.audit import (
     rotate_signing_key,
     verify,
 )
-from store.db import transaction
+from store.db import reading, transaction
 from store.signing import write_new_key
 
 audit_app = typer.Typer(
@@ -71,7 +71,7 @@ def verify_command(
                 known = read_checkpoints(handle)
         except (OSError, ValueError, KeyError) as exc:
             fail(f"cannot read checkpoints from {against}: {exc}; pass a file from `audit export`")
-    with opened() as ctx, transaction(ctx.sessions) as session:
+    with opened() as ctx, reading(ctx.sessions) as session:
         report = verify(session, trusted_keys=trusted_key or None, known_checkpoints=known)
     if as_json:
         sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n")
@@ -89,7 +89,7 @@ def export_command(
     """Export the log, keyring and checkpoints for offline verification."""
     if fmt != "jsonl":
         fail(f"unknown format {fmt!r}; the only format is jsonl")
-    with opened() as ctx, transaction(ctx.sessions) as session:
+    with opened() as ctx, reading(ctx.sessions) as session:
         if out is None:
             export_jsonl(session, sys.stdout)
             return

@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session
 
 from bot.context import Context
 from bot.ingest import ParsedPayload, store_payload
+from bot.notify import notify_scan
 from bot.outcomes import check_outcomes
 from bot.wording import summary
 from engine.evaluate import evaluate
 from engine.facts import ClusterSnapshot, Fact, FleetSnapshot, Workload
 from engine.findings import Evaluation
 from engine.plans import plan_for
-from store.db import transaction, utcnow
+from store.db import reading, transaction, utcnow
 from store.facts import ClusterFacts, fleet_facts
 from store.findings import FindingRow, LifecyclePolicy, Reconciled, reconcile
 
@@ -76,7 +77,7 @@ def _evaluate(
 
 def evaluate_now(ctx: Context) -> Evaluation:
     """Evaluate the latest facts without touching the stored findings."""
-    with ctx.sessions() as session:
+    with reading(ctx.sessions) as session:
         return _evaluate(ctx, session, utcnow())[0]
 
 
@@ -104,6 +105,7 @@ def scan(ctx: Context) -> ScanResult:
             ),
         )
         outcomes = check_outcomes(session, ctx, evaluation, facts, now)
+    notify_scan(ctx, reconciled)
     return ScanResult(evaluation, reconciled, now, outcomes)
 
 

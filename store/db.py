@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 DEFAULT_DATABASE_URL = "sqlite:///./steward.db"
+_READ_ONLY = "steward_read_only"
 
 
 class Base(DeclarativeBase):
@@ -59,7 +60,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (verify, export, listings) take no write lock: writers go on meanwhile.
+        deferred = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -72,6 +75,22 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A read-only unit of work: one consistent snapshot that blocks no writer.
+
+    On SQLite the transaction starts deferred (WAL readers see a snapshot and
+    never wait for the write lock); elsewhere it is an ordinary transaction
+    that is rolled back at the end.
+    """
+    with factory() as session:
+        session.connection(execution_options={_READ_ONLY: True})
+        try:
+            yield session
+        finally:
+            session.rollback()
 
 
 def ping(engine: Engine) -> None:

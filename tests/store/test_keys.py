@@ -121,3 +121,15 @@ def test_cluster_names_must_be_slugs_and_unique(ctx: Context) -> None:
         assert "already registered" in str(exc)
     else:
         raise AssertionError("duplicate accepted")
+
+
+def test_a_reader_does_not_block_a_writer(ctx: Context) -> None:
+    from store.db import reading
+
+    _cluster(ctx, "prod-east")
+    with reading(ctx.sessions) as session:
+        assert [c.name for c in registry.list_clusters(session)] == ["prod-east"]
+        _cluster(ctx, "prod-west")  # a write while the read transaction is open
+        # The reader keeps its snapshot on SQLite (WAL) and sees committed rows on PostgreSQL.
+        assert len(registry.list_clusters(session)) in (1, 2)
+    assert len(clusters.list_clusters(ctx)) == 2
