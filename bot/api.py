@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -72,12 +74,32 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(ctx: Context) -> FastAPI:
-    """Build the FastAPI application around an opened context."""
+def create_app(ctx: Context, *, scheduler: bool = False) -> FastAPI:
+    """Build the FastAPI application around an opened context.
+
+    `scheduler=True` (what `steward serve` passes) runs the scheduled jobs for the app's
+    lifetime; apps built for tests leave it off.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if not scheduler:
+            yield
+            return
+        from bot.scheduler import Scheduler
+
+        jobs = Scheduler(ctx)
+        jobs.start()
+        try:
+            yield
+        finally:
+            await jobs.shutdown()
+
     app = FastAPI(
         title="Steward",
         summary="Model-aware optimisation for GPU inference fleets",
         version="0.1.0",
+        lifespan=lifespan,
     )
     app.state.ctx = ctx
     metrics = CollectorRegistry()

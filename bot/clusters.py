@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bot.context import Context
@@ -26,17 +27,39 @@ class ClusterRow:
     last_facts_at: datetime | None
     active_keys: list[str]
     key_status: str
+    prometheus_url: str | None = None
+    prometheus_token_file: str | None = None
+    piqc_url: str | None = None
+    pull_interval_seconds: int | None = None
+    last_pull_at: datetime | None = None
+    last_pull_status: str | None = None
+    last_pull_error: str | None = None
+    pull_failures: int = 0
+    next_pull_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready form."""
+
+        def when(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
         return {
             "name": self.name,
             "provider": self.provider,
             "region": self.region,
             "created_at": self.created_at.isoformat(),
-            "last_facts_at": self.last_facts_at.isoformat() if self.last_facts_at else None,
+            "last_facts_at": when(self.last_facts_at),
             "active_keys": self.active_keys,
             "key_status": self.key_status,
+            "prometheus_url": self.prometheus_url,
+            "prometheus_token_file": self.prometheus_token_file,
+            "piqc_url": self.piqc_url,
+            "pull_interval_seconds": self.pull_interval_seconds,
+            "last_pull_at": when(self.last_pull_at),
+            "last_pull_status": self.last_pull_status,
+            "last_pull_error": self.last_pull_error,
+            "pull_failures": self.pull_failures,
+            "next_pull_at": when(self.next_pull_at),
         }
 
 
@@ -57,13 +80,90 @@ def _row(cluster: Cluster, active: list[ApiKey]) -> ClusterRow:
         last_facts_at=cluster.last_facts_at,
         active_keys=[key.key_id for key in active],
         key_status=_key_status(active),
+        prometheus_url=cluster.prometheus_url,
+        prometheus_token_file=cluster.prometheus_token_file,
+        piqc_url=cluster.piqc_url,
+        pull_interval_seconds=cluster.pull_interval_seconds,
+        last_pull_at=cluster.last_pull_at,
+        last_pull_status=cluster.last_pull_status,
+        last_pull_error=cluster.last_pull_error,
+        pull_failures=cluster.pull_failures or 0,
+        next_pull_at=cluster.next_pull_at,
     )
 
 
-def add_cluster(ctx: Context, name: str, provider: str, region: str, actor: str) -> str:
+@dataclass(frozen=True)
+class PullSources:
+    """Changes to a cluster's pull sources: None leaves a field as it is, "" clears it."""
+
+    prometheus_url: str | None = None
+    prometheus_token_file: str | None = None
+    piqc_url: str | None = None
+    pull_interval_seconds: int | None = None
+
+    def is_empty(self) -> bool:
+        """True when nothing would change."""
+        return all(
+            value is None
+            for value in (
+                self.prometheus_url,
+                self.prometheus_token_file,
+                self.piqc_url,
+                self.pull_interval_seconds,
+            )
+        )
+
+
+def _url(option: str, value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")) or len(value) > 2048:
+        raise registry.RegistryError(
+            f"{option} '{value}' is not an http(s) URL; give e.g. http://prometheus.monitoring:9090"
+        )
+    return value
+
+
+def _apply_sources(cluster: Cluster, sources: PullSources) -> dict[str, str]:
+    changed: dict[str, str] = {}
+    if sources.prometheus_url is not None:
+        cluster.prometheus_url = _url("--prometheus-url", sources.prometheus_url)
+        changed["prometheus_url"] = cluster.prometheus_url or ""
+    if sources.prometheus_token_file is not None:
+        path = sources.prometheus_token_file.strip()
+        # Only the path is kept: the token is read from it at each pull.
+        cluster.prometheus_token_file = str(Path(path).expanduser().resolve()) if path else None
+        changed["prometheus_token_file"] = cluster.prometheus_token_file or ""
+    if sources.piqc_url is not None:
+        cluster.piqc_url = _url("--piqc-url", sources.piqc_url)
+        changed["piqc_url"] = cluster.piqc_url or ""
+    if sources.pull_interval_seconds is not None:
+        if sources.pull_interval_seconds < 0:
+            raise registry.RegistryError(
+                "--pull-interval must be a number of seconds (0 uses STEWARD_PULL_INTERVAL_SECONDS)"
+            )
+        cluster.pull_interval_seconds = sources.pull_interval_seconds or None
+        changed["pull_interval_seconds"] = str(sources.pull_interval_seconds)
+    if changed:
+        # New sources are pulled at the next opportunity, with a clean failure count.
+        cluster.next_pull_at = None
+        cluster.pull_failures = 0
+    return changed
+
+
+def add_cluster(
+    ctx: Context,
+    name: str,
+    provider: str,
+    region: str,
+    actor: str,
+    sources: PullSources | None = None,
+) -> str:
     """Register a cluster and return its first API key (shown once)."""
     with transaction(ctx.sessions) as session:
         cluster = registry.add_cluster(session, name, provider, region)
+        changed = _apply_sources(cluster, sources) if sources else {}
         issued = keys.issue_key(session, cluster, ctx.pepper)
         append(
             session,
@@ -71,7 +171,12 @@ def add_cluster(ctx: Context, name: str, provider: str, region: str, actor: str)
             actor=actor,
             action="cluster.registered",
             subject=f"cluster:{name}",
-            body={"cluster": name, "provider": cluster.provider, "region": cluster.region},
+            body={
+                "cluster": name,
+                "provider": cluster.provider,
+                "region": cluster.region,
+                **changed,
+            },
         )
         append(
             session,
@@ -82,6 +187,28 @@ def add_cluster(ctx: Context, name: str, provider: str, region: str, actor: str)
             body={"cluster": name, "key_id": issued.key_id},
         )
     return issued.token
+
+
+def set_sources(ctx: Context, name: str, sources: PullSources, actor: str) -> ClusterRow:
+    """Change a cluster's pull sources and interval; the change is audited."""
+    if sources.is_empty():
+        raise registry.RegistryError(
+            "nothing to change: give --prometheus-url, --prometheus-token-file, --piqc-url "
+            "or --pull-interval"
+        )
+    now = utcnow()
+    with transaction(ctx.sessions) as session:
+        cluster = registry.get_cluster(session, name, for_update=True)
+        changed = _apply_sources(cluster, sources)
+        append(
+            session,
+            ctx.signer,
+            actor=actor,
+            action="cluster.sources_changed",
+            subject=f"cluster:{name}",
+            body={"cluster": name, **changed},
+        )
+        return _row(cluster, keys.active_keys(session, cluster, now))
 
 
 def list_clusters(ctx: Context) -> list[ClusterRow]:

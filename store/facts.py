@@ -136,3 +136,9 @@ def history(session: Session, cluster: Cluster, workload_id: str) -> list[FactHi
             .order_by(FactHistory.id)
         )
     )
+
+
+def prune_history_before(session: Session, cutoff: datetime) -> int:
+    """Delete fact history observed before `cutoff`; returns how many rows went."""
+    result = session.execute(delete(FactHistory).where(FactHistory.observed_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
