@@ -14,11 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, Field
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import clusters
 from bot.context import Context
 from bot.ingest import IngestError, decode_json, parse_payload
 from bot.pipeline import ingest_and_evaluate
+from bot.slack import guard as slack_guard
 from store import keys
 from store.db import ping, transaction
 from store.findings import list_findings
@@ -74,9 +76,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(ctx: Context, *, scheduler: bool = False) -> FastAPI:
+def create_app(
+    ctx: Context, *, slack_client: AsyncWebClient | None = None, scheduler: bool = False
+) -> FastAPI:
     """Build the FastAPI application around an opened context.
 
+    `slack_client` replaces the Web API client built from the settings (tests pass a fake's).
     `scheduler=True` (what `steward serve` passes) runs the scheduled jobs for the app's
     lifetime; apps built for tests leave it off.
     """
@@ -246,4 +251,5 @@ def create_app(ctx: Context, *, scheduler: bool = False) -> FastAPI:
             raise ApiError(404, str(exc)) from exc
         return {"cluster": name, "revoked": revoked}
 
+    slack_guard.mount(app, ctx, slack_client)
     return app

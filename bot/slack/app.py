@@ -1,0 +1,197 @@
+"""The Bolt app: Approve, Dismiss and Explain buttons, the Dismiss form and `/steward`.
+
+Every listener acknowledges first and works after: Bolt answers Slack as soon
+as `ack()` is called and lets the listener finish in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.blocks import (
+    APPROVE,
+    DISMISS,
+    DISMISS_REASONS,
+    DISMISS_VIEW,
+    EXPLAIN,
+    Message,
+    dismiss_modal,
+)
+from bot.context import Context
+from bot.decisions import Decision, decide_finding, may_decide, refuse
+from bot.notify import update_message
+from bot.slack.client import make_client
+from bot.slack.commands import caller_of, decision_reply, explanation, run_command
+from store.db import transaction, utcnow
+from store.decisions import DecisionRequest, Verdict
+from store.findings import OPEN, FindingRow, get_finding, parse_id
+
+log = logging.getLogger(__name__)
+
+_REASONS = {value: text.lower() for value, text in DISMISS_REASONS}
+
+
+def _origin(body: Mapping[str, Any]) -> dict[str, str | None]:
+    """Slack user, team, channel and message ts of an interaction, for the audit record."""
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    return {
+        "slack_user": (body.get("user") or {}).get("id"),
+        "team": (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id"),
+        "channel": (body.get("channel") or {}).get("id") or container.get("channel_id"),
+        "message_ts": message.get("ts") or container.get("message_ts"),
+    }
+
+
+def _ephemeral(message: Message) -> dict[str, Any]:
+    return {"response_type": "ephemeral", "replace_original": False, **message.as_kwargs()}
+
+
+def _load(ctx: Context, finding_id: int) -> FindingRow | None:
+    with transaction(ctx.sessions) as session:
+        return get_finding(session, finding_id)
+
+
+async def _decide(ctx: Context, client: AsyncWebClient, request: DecisionRequest) -> Decision:
+    decision = await asyncio.to_thread(decide_finding, ctx, request, check_approver=True)
+    if decision.won and decision.finding is not None:
+        await update_message(client, decision.finding)
+    return decision
+
+
+def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
+    """The Bolt app of one Steward process; `client` defaults to one built from settings."""
+    settings = ctx.settings
+    assert settings.slack_signing_secret is not None, "mount() checks Slack is configured"
+    web = client or make_client(settings)
+    app = AsyncApp(
+        client=web,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        process_before_response=False,
+        raise_error_for_unhandled_request=False,
+        logger=log,
+    )
+
+    async def button(body: Mapping[str, Any], respond: AsyncRespond) -> tuple[int, str] | None:
+        user = (body.get("user") or {}).get("id", "")
+        value = (body.get("actions") or [{}])[0].get("value", "")
+        finding_id = parse_id(str(value))
+        if finding_id is None:
+            await respond(**_ephemeral(Message(f"`{value}` is not a finding id.")))
+            return None
+        return finding_id, user
+
+    @app.action(APPROVE)
+    async def on_approve(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        await ack()
+        clicked = await button(body, respond)
+        if clicked is None:
+            return
+        finding_id, user = clicked
+        request = DecisionRequest(finding_id, "approve", actor=user, origin=_origin(body))
+        decision = await _decide(ctx, client, request)
+        if not decision.won:
+            await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
+
+    @app.action(DISMISS)
+    async def on_dismiss(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        await ack()
+        clicked = await button(body, respond)
+        if clicked is None:
+            return
+        finding_id, user = clicked
+        origin = _origin(body)
+        row = await asyncio.to_thread(_load, ctx, finding_id)
+        request = DecisionRequest(finding_id, "dismiss", actor=user, origin=origin)
+        if row is not None and not may_decide(settings, user, row.cluster):
+            seq = await asyncio.to_thread(refuse, ctx, request, "not an approver")
+            decision = Decision("refused", row, seq)
+        elif row is None or row.status != OPEN:
+            decision = Decision("not_found" if row is None else "already_decided", row)
+        else:
+            metadata = json.dumps(
+                {
+                    "finding_id": finding_id,
+                    "response_url": body.get("response_url"),
+                    **origin,
+                }
+            )
+            view = dismiss_modal(row, metadata)
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+            return
+        await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
+
+    @app.view(DISMISS_VIEW)
+    async def on_dismiss_submit(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        values = view.get("state", {}).get("values", {})
+        option = ((values.get("reason") or {}).get("reason") or {}).get("selected_option") or {}
+        reason = _REASONS.get(str(option.get("value")))
+        raw_days = ((values.get("snooze") or {}).get("days") or {}).get("value")
+        days = int(raw_days) if raw_days and str(raw_days).isdigit() else None
+        if reason is None:
+            await ack(response_action="errors", errors={"reason": "Pick a reason."})
+            return
+        if raw_days and (days is None or not 1 <= days <= 365):
+            await ack(response_action="errors", errors={"snooze": "Whole days, 1 to 365."})
+            return
+        await ack()
+        try:
+            metadata = json.loads(view.get("private_metadata") or "{}")
+            finding_id = int(metadata["finding_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("a Dismiss form came back without its finding id; ignored")
+            return
+        user = (body.get("user") or {}).get("id", "")
+        verdict: Verdict = "snooze" if days else "dismiss"
+        origin = {key: metadata.get(key) for key in ("slack_user", "team", "channel", "message_ts")}
+        origin["slack_user"] = user
+        request = DecisionRequest(
+            finding_id,
+            verdict,
+            actor=user,
+            reason=reason,
+            snooze_until=utcnow() + timedelta(days=days) if days else None,
+            origin=origin,
+        )
+        decision = await _decide(ctx, client, request)
+        if decision.won:
+            return
+        reply = decision_reply(decision, finding_id, user)
+        if metadata.get("response_url"):
+            await AsyncWebhookClient(str(metadata["response_url"])).send(**_ephemeral(reply))
+        elif origin.get("channel"):
+            await client.chat_postEphemeral(
+                channel=str(origin["channel"]), user=user, **reply.as_kwargs()
+            )
+
+    @app.action(EXPLAIN)
+    async def on_explain(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        clicked = await button(body, respond)
+        if clicked is not None:
+            await respond(**_ephemeral(await explanation(ctx, clicked[0])))
+
+    @app.command("/steward")
+    async def on_command(
+        ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        await ack()
+        reply = await run_command(ctx, str(command.get("text") or ""), caller_of(command), client)
+        await respond(response_type="ephemeral", **reply.as_kwargs())
+
+    return app
