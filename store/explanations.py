@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, Integer, String, Text, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.db import Base, UTCDateTime, utcnow
 
@@ -26,3 +26,33 @@ class LlmCall(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+def cached_answer(
+    session: Session, fingerprint: str, evidence_hash: str, audience: str, model: str
+) -> LlmCall | None:
+    """The latest answered call for this evidence, audience and model (accepted or rejected)."""
+    query = (
+        select(LlmCall)
+        .where(
+            LlmCall.fingerprint == fingerprint,
+            LlmCall.evidence_hash == evidence_hash,
+            LlmCall.audience == audience,
+            LlmCall.model == model,
+            LlmCall.text.is_not(None),
+        )
+        .order_by(LlmCall.id.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def llm_usage_since(session: Session, since: datetime) -> tuple[int, int, int]:
+    """Calls, prompt tokens and completion tokens since `since`, for the digest."""
+    query = select(
+        func.count(LlmCall.id),
+        func.coalesce(func.sum(LlmCall.prompt_tokens), 0),
+        func.coalesce(func.sum(LlmCall.completion_tokens), 0),
+    ).where(LlmCall.created_at >= since)
+    calls, prompt, completion = session.execute(query).one()
+    return int(calls), int(prompt), int(completion)
