@@ -84,9 +84,13 @@ async def explanation(ctx: Context, finding_id: int) -> Message:
         from bot import explain as explainer  # written alongside; optional until it lands
     except ImportError:
         return evidence_message(row)
-    result = await asyncio.to_thread(explainer.explain, ctx, finding_id)
-    if inspect.isawaitable(result):
-        result = await result
+    try:
+        result = await asyncio.to_thread(explainer.explain, ctx, finding_id)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception:  # an explanation that cannot be drafted still leaves the evidence
+        log.exception("explaining F-%s failed; answering with its evidence", finding_id)
+        return evidence_message(row)
     text = render(
         "slack/explanation.j2",
         public_id=row.public_id,
