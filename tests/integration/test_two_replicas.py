@@ -1,0 +1,154 @@
+"""Two `steward serve` processes on one PostgreSQL: every scheduled pull runs once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from bot import clusters
+from bot.config import Settings
+from bot.context import Context
+from bot.scheduler import LEADER_LOCK
+from tests.bot.collectors.bundle_server import BundleServer
+from tests.conftest import PG_ENV, free_port
+from tests.factories import PIQC_BUNDLE, register
+
+LEADS = "this replica now leads the scheduler"
+INTERVAL = 1.0
+
+
+class Replica:
+    """One `steward serve` subprocess with its log file."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self.handle = log.open("wb")
+        steward = Path(sys.executable).parent / "steward"
+        self.process = subprocess.Popen(
+            [str(steward), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"steward serve exited:\n{self.text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"steward serve did not start:\n{self.text()[-3000:]}")
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    @property
+    def leads(self) -> bool:
+        return LEADS in self.text()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.handle.close()
+
+
+@pytest.fixture
+def replicas(settings: Settings, ctx: Context, tmp_path: Path) -> Iterator[list[Replica]]:
+    """Two serve processes sharing the test's PostgreSQL, keys and pepper."""
+    if not os.environ.get(PG_ENV):
+        pytest.skip(f"two replicas need PostgreSQL: set {PG_ENV}")
+    env = {
+        **os.environ,
+        "STEWARD_DATABASE_URL": settings.database_url,
+        "STEWARD_SIGNING_KEY_FILE": str(settings.signing_key_file),
+        "STEWARD_KEY_PEPPER_FILE": str(settings.key_pepper_file),
+        "STEWARD_SCHEDULER_TICK_SECONDS": "0.2",
+        "STEWARD_LEADER_RETRY_SECONDS": "0.2",
+    }
+    running = [Replica(env, tmp_path / f"replica-{i}.log") for i in range(2)]
+    try:
+        for replica in running:
+            replica.wait_healthy()
+        yield running
+    finally:
+        for replica in running:
+            replica.stop()
+
+
+def gaps(hits: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in pairwise(hits)]
+
+
+def history_rows(ctx: Context) -> int:
+    with ctx.engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM fact_history")).scalar_one())
+
+
+def lock_holders(ctx: Context) -> int:
+    with ctx.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND ((classid::bigint << 32) | objid::bigint) = :k"
+                ),
+                {"k": LEADER_LOCK},
+            ).scalar_one()
+        )
+
+
+def test_each_scheduled_pull_runs_once_and_leadership_moves_when_the_leader_dies(
+    ctx: Context, replicas: list[Replica]
+) -> None:
+    register(ctx, "gke-test")
+    with BundleServer(PIQC_BUNDLE.read_bytes()) as server:
+        clusters.set_sources(
+            ctx,
+            "gke-test",
+            clusters.PullSources(piqc_url=server.url, pull_interval_seconds=int(INTERVAL)),
+            actor="test",
+        )
+        time.sleep(4.5)
+        leaders = [replica for replica in replicas if replica.leads]
+        assert len(leaders) == 1, [replica.text()[-2000:] for replica in replicas]
+        assert lock_holders(ctx) == 1
+        before = list(server.hits)
+        assert len(before) >= 3
+        # One pull per interval, never two replicas pulling the same round.
+        assert min(gaps(before)) >= INTERVAL * 0.8, gaps(before)
+        assert history_rows(ctx) == len(before)
+
+        [leader] = leaders
+        [follower] = [replica for replica in replicas if replica is not leader]
+        leader.stop(signal.SIGKILL)
+        time.sleep(4.5)
+        after = server.hits[len(before) :]
+        assert follower.leads, follower.text()[-2000:]
+        assert len(after) >= 2
+        assert min(gaps(server.hits)) >= INTERVAL * 0.8, gaps(server.hits)
+        assert history_rows(ctx) == len(server.hits)
+        assert lock_holders(ctx) == 1
+        follower.stop()
+        assert "Application shutdown complete" in follower.text()
+        assert lock_holders(ctx) == 0  # handed back on a clean stop
