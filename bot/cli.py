@@ -11,7 +11,8 @@ from rich.table import Column, Table
 
 from bot import clusters
 from bot.cli_audit import audit_app
-from bot.cli_decide import approve_command, dismiss_command
+from bot.cli_demo import demo_command
+from bot.cli_decide import approve_command, digest_command, dismiss_command
 from bot.cli_pull import pull_command
 from bot.console import fail, opened, out, print_json
 from bot.explain import UnknownFinding, explain
@@ -33,9 +34,11 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+app.command("demo")(demo_command)
 app.command("pull")(pull_command)
 app.command("approve")(approve_command)
 app.command("dismiss")(dismiss_command)
+app.command("digest")(digest_command)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 

@@ -83,14 +83,12 @@ def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
 
     On SQLite the transaction starts deferred (WAL readers see a snapshot and
     never wait for the write lock); elsewhere it is an ordinary transaction
-    that is rolled back at the end.
+    that ends, without committing, when the session closes.
     """
     with factory() as session:
         session.connection(execution_options={_READ_ONLY: True})
-        try:
-            yield session
-        finally:
-            session.rollback()
+        # Closing ends the transaction and detaches what was read, still loaded.
+        yield session
 
 
 def ping(engine: Engine) -> None:

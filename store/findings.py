@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Integer, Numeric, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from engine.findings import Claim, Recommendation
 from engine.findings import Finding as EngineFinding
 from store.audit import append
 from store.db import Base, JSONType, UTCDateTime, utcnow
@@ -82,6 +83,21 @@ class FindingRow(Base):
     def public_id(self) -> str:
         """The id operators type: `F-12`."""
         return f"{ID_PREFIX}{self.id}"
+
+    def to_engine(self) -> EngineFinding:
+        """The stored finding as the engine's type (evidence left out), e.g. for totals."""
+        return EngineFinding(
+            rule=self.rule,
+            level=self.level,
+            cluster=self.cluster,
+            subject=self.subject,
+            monthly_usd=float(self.monthly_usd),
+            kind=self.kind,
+            confidence=self.confidence,
+            evidence={},
+            recommendation=Recommendation.model_validate(self.recommendation),
+            claims=[Claim.model_validate(claim) for claim in self.claims],
+        )
 
     def as_json(self) -> dict[str, Any]:
         """The SPEC §4.5 shape of `steward findings --json`."""
