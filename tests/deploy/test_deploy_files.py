@@ -96,3 +96,18 @@ def test_the_readme_configuration_table_is_the_settings_class() -> None:
     assert readme[start:end].strip() == settings_table().strip(), (
         "README configuration table is out of date: run `python -m bot.config`"
     )
+
+
+def _quickstart_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Quickstart") :]
+    section = section[: section.index("\n## ", 4)]
+    return re.findall(r"```sh\n(.*?)\n```", section, flags=re.S)
+
+
+def test_the_quickstart_is_two_commands_and_ci_runs_the_test_one() -> None:
+    run, test = _quickstart_commands()
+    assert run.endswith("steward demo")
+    ci = (REPO / ".ci/run").read_text()
+    for step in test.split(" && "):
+        assert step in ci, f"the README's `{step}` is not what .ci/run does"
