@@ -9,7 +9,9 @@ import typer
 
 from bot.console import fail, opened
 from bot.decisions import Decision, decide_finding
-from bot.notify import refresh_finding_now
+from bot.digest import build_digest, digest_text, post_digest
+from bot.notify import refresh_finding_now, run_coroutine
+from bot.slack.client import make_client
 from bot.wording import render
 from store.db import utcnow
 from store.decisions import DecisionRequest, Verdict
@@ -80,3 +82,21 @@ def dismiss_command(
 ) -> None:
     """Dismiss a finding, or snooze it for some days (the Slack Dismiss form's path)."""
     _decide(finding, "snooze" if snooze_days else "dismiss", as_user, reason, snooze_days)
+
+
+def digest_command(
+    post: Annotated[
+        bool, typer.Option("--post", help="Also post it to STEWARD_DIGEST_CHANNEL.")
+    ] = False,
+) -> None:
+    """Render the weekly digest now (and post it with --post)."""
+    with opened() as ctx:
+        digest = build_digest(ctx, utcnow())
+        typer.echo(digest_text(digest))
+        if not post:
+            return
+        client, channel = make_client(ctx.settings), ctx.settings.digest_channel
+        if client is None or channel is None:
+            fail("set SLACK_BOT_TOKEN and STEWARD_DIGEST_CHANNEL to post the digest")
+        run_coroutine(lambda: post_digest(ctx, client, digest, channel))
+    typer.echo(f"Posted the digest and its chart to {channel}.")

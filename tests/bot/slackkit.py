@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -236,3 +237,23 @@ def audit_bodies(ctx: Context, action: str) -> list[dict[str, Any]]:
     with transaction(ctx.sessions) as session:
         rows = session.query(AuditRecord).filter(AuditRecord.action == action)
         return [json.loads(record.body) for record in rows.order_by(AuditRecord.seq)]
+
+
+DEMO_FLEET = Path(__file__).resolve().parents[2] / "bot" / "demo" / "fleet.json"
+
+
+def load_demo_fleet(ctx: Context) -> None:
+    """Register the bundled three-cluster demo fleet and ingest it (every rule fires)."""
+    from bot import clusters
+    from bot.ingest import parse_payload
+    from bot.pipeline import ingest_and_evaluate
+
+    fleet = json.loads(DEMO_FLEET.read_text())
+    for cluster in fleet["clusters"]:
+        clusters.add_cluster(ctx, cluster["name"], cluster["provider"], cluster["region"], "test")
+        payload = {
+            "schemaVersion": "piqc-scan.v0.1",
+            "cluster_id": cluster["name"],
+            "workloads": cluster["workloads"],
+        }
+        ingest_and_evaluate(ctx, cluster["name"], parse_payload(payload), "test")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import httpx
@@ -43,7 +44,8 @@ def _flip(signature: str) -> str:
 
 
 def _cases(body: bytes) -> dict[str, tuple[bytes, dict[str, str]]]:
-    now = int(time.time())
+    # Whole seconds on the safe side of the real clock: 301 s is never 300.5 s.
+    now = time.time()
     good = sign(body)
     return {
         "wrong secret": (body, sign(body, secret="not-the-secret")),
@@ -51,8 +53,8 @@ def _cases(body: bytes) -> dict[str, tuple[bytes, dict[str, str]]]:
         "no headers": (body, {}),
         "no signature": (body, {"X-Slack-Request-Timestamp": good["X-Slack-Request-Timestamp"]}),
         "no timestamp": (body, {"X-Slack-Signature": good["X-Slack-Signature"]}),
-        "301 s old": (body, sign(body, timestamp=now - 301)),
-        "301 s ahead": (body, sign(body, timestamp=now + 301)),
+        "301 s old": (body, sign(body, timestamp=math.floor(now) - 301)),
+        "301 s ahead": (body, sign(body, timestamp=math.ceil(now) + 301)),
         "non-numeric timestamp": (
             body,
             {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": good["X-Slack-Signature"]},
