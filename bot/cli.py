@@ -11,8 +11,8 @@ from rich.table import Column, Table
 
 from bot import clusters
 from bot.cli_audit import audit_app
-from bot.cli_demo import demo_command
 from bot.cli_decide import approve_command, digest_command, dismiss_command
+from bot.cli_demo import demo_command
 from bot.cli_pull import pull_command
 from bot.console import fail, opened, out, print_json
 from bot.explain import UnknownFinding, explain
