@@ -45,6 +45,7 @@ class Leadership:
         self._conn: Connection | None = None
         self._mutex = threading.Lock()
         self._single = engine.dialect.name != "postgresql"
+        self._closed = False
 
     @property
     def is_leader(self) -> bool:
@@ -56,6 +57,8 @@ class Leadership:
         if self._single:
             return True
         with self._mutex:
+            if self._closed:
+                return False
             if self._conn is not None:
                 try:
                     self._conn.execute(text("SELECT 1"))
@@ -80,9 +83,14 @@ class Leadership:
             log.info("this replica now leads the scheduler")
             return True
 
-    def release(self) -> None:
-        """Give up leadership (closing the connection releases the lock)."""
+    def release(self, *, final: bool = False) -> None:
+        """Give up leadership (closing the connection releases the lock).
+
+        `final` also refuses any later `refresh`: a check still in flight when the
+        process stops must not take the lock again.
+        """
         with self._mutex:
+            self._closed = self._closed or final
             if self._conn is not None:
                 try:
                     self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
@@ -175,7 +183,7 @@ class Scheduler:
         """Stop the jobs and hand leadership over."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        await asyncio.to_thread(self.leadership.release)
+        await asyncio.to_thread(self.leadership.release, final=True)
 
     async def _election(self) -> None:
         try:
