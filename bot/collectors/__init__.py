@@ -3,8 +3,9 @@
 Each cluster's pull (its Prometheus, its piqc endpoint, or both) runs under
 one deadline; a cluster that hangs or fails is recorded as failed and retried
 later with exponential backoff, and never holds up the others. Pulled facts
-take the push path: `parse_payload`, then `store_payload`, then one fleet
-evaluation after the round.
+take the push path: `parse_payload`, then `store_facts`, then one fleet
+evaluation after the round (not one per cluster, which would evaluate the
+whole fleet once for every cluster pulled).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from sqlalchemy import or_, select
 from bot.collectors.piqc import PiqcError, fetch_bundle
 from bot.collectors.prometheus import PrometheusCollector, PrometheusError
 from bot.context import Context
-from bot.ingest import IngestError, ParsedPayload, parse_payload, store_payload
+from bot.ingest import IngestError, ParsedPayload, parse_payload
 from bot.pipeline import scan
 from store.db import transaction, utcnow
+from store.facts import store_facts
 from store.models import Cluster
 
 log = logging.getLogger(__name__)
@@ -190,14 +192,34 @@ def backoff_seconds(interval: int, failures: int, ceiling: int) -> int:
     return int(min(ceiling, interval * 2 ** min(failures - 1, 20)))
 
 
-def record_outcome(ctx: Context, target: PullTarget, now: datetime, error: str | None) -> datetime:
-    """Note a pull's result on the cluster row; returns when it is next due."""
+def record_outcome(
+    ctx: Context,
+    target: PullTarget,
+    now: datetime,
+    error: str | None,
+    pulled: tuple[ParsedPayload, str] | None = None,
+) -> datetime:
+    """Store a pull's facts (when given) and note its result on the cluster row, atomically.
+
+    Facts go through `store_facts`, exactly as a push's do; one transaction per
+    cluster keeps the facts and the pull status in step. Returns when it is next due.
+    """
     with transaction(ctx.sessions) as session:
         cluster = session.scalars(
             select(Cluster).where(Cluster.name == target.name).with_for_update()
         ).one_or_none()
         if cluster is None:  # removed while it was being pulled
             return now
+        if pulled is not None:
+            parsed, source = pulled
+            store_facts(
+                session,
+                cluster,
+                parsed.workloads,
+                source=source,
+                now=now,
+                history_limit=ctx.settings.fact_history_limit,
+            )
         failures = 0 if error is None else (cluster.pull_failures or 0) + 1
         interval = cluster.pull_interval_seconds or ctx.settings.pull_interval_seconds
         wait = backoff_seconds(interval, failures, ctx.settings.pull_backoff_max_seconds)
@@ -231,15 +253,18 @@ async def pull_one(
     deadline = ctx.settings.pull_cluster_timeout_seconds
     error: str | None = None
     workloads = facts = 0
+    next_at: datetime | None = None
     try:
         parsed, source = await asyncio.wait_for(collect(ctx, target, client, at), deadline)
-        await asyncio.to_thread(store_payload, ctx, target.name, parsed, source)
+        next_at = await asyncio.to_thread(
+            record_outcome, ctx, target, utcnow(), None, (parsed, source)
+        )
         workloads = len(parsed.workloads)
         facts = sum(len(item) for _, item in parsed.workloads)
     except Exception as exc:  # one cluster's failure is recorded, never raised to the others
         error = _describe(exc, target, deadline)
         log.warning("pull of cluster %s failed: %s", target.name, error)
-    next_at = await asyncio.to_thread(record_outcome, ctx, target, utcnow(), error)
+        next_at = await asyncio.to_thread(record_outcome, ctx, target, utcnow(), error)
     return PullOutcome(
         cluster=target.name,
         ok=error is None,

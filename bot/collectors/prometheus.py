@@ -157,9 +157,10 @@ async def instant_query(
     url = base_url.rstrip("/") + "/api/v1/query"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = await client.get(
+        # POSTed as a form, as Prometheus allows: long PromQL stays out of URLs and logs.
+        response = await client.post(
             url,
-            params={"query": query, "time": f"{at.timestamp():.3f}"},
+            data={"query": query, "time": f"{at.timestamp():.3f}"},
             headers=headers,
             timeout=request_timeout,
         )

@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 
@@ -14,6 +15,11 @@ from bot.collectors.prometheus import Window, build_queries
 PROM_URL = "http://prometheus.test:9090"
 AT = datetime(2026, 7, 20, 12, 0, tzinfo=UTC)
 WINDOW = Window(at=AT, seconds=3600, stale_seconds=300, scrape_interval_seconds=30)
+
+
+def form(request: httpx.Request) -> dict[str, str]:
+    """The form fields of a POSTed query."""
+    return {key: values[0] for key, values in parse_qs(request.content.decode()).items()}
 
 
 class FakePrometheus:
@@ -50,7 +56,7 @@ class FakePrometheus:
     def handler(self, request: httpx.Request) -> httpx.Response:
         """Answer one `/api/v1/query` request."""
         self.seen.append(request)
-        name = self.names[request.url.params["query"]]
+        name = self.names[form(request)["query"]]
         body = {"status": "success", "data": {"resultType": "vector", "result": self.series[name]}}
         return httpx.Response(200, content=json.dumps(body).encode())
 

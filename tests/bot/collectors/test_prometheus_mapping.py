@@ -10,7 +10,7 @@ import pytest
 import respx
 
 from bot.collectors.prometheus import PrometheusCollector, PrometheusError
-from tests.bot.collectors.promkit import AT, PROM_URL, FakePrometheus, small_cluster
+from tests.bot.collectors.promkit import AT, PROM_URL, FakePrometheus, form, small_cluster
 
 DEPLOYMENT = "ns/serve/deployment/mistral"
 NODE = "ns/gpu-pool/node/gpu-a"
@@ -22,7 +22,7 @@ def prom() -> Iterator[FakePrometheus]:
     """A fake Prometheus behind respx; tests fill in its series."""
     fake = FakePrometheus()
     with respx.mock(assert_all_called=False) as router:
-        router.get(f"{PROM_URL}/api/v1/query").mock(side_effect=fake.handler)
+        router.post(f"{PROM_URL}/api/v1/query").mock(side_effect=fake.handler)
         yield fake
 
 
@@ -81,7 +81,7 @@ async def test_every_fact_says_where_it_came_from(prom: FakePrometheus) -> None:
     for facts in workloads.values():
         for fact in facts.values():
             assert fact["source"]["ref"] in prom.names
-    times = {request.url.params["time"] for request in prom.seen}
+    times = {form(request)["time"] for request in prom.seen}
     assert times == {f"{AT.timestamp():.3f}"}
 
 
@@ -212,7 +212,7 @@ async def test_a_bearer_token_is_sent(prom: FakePrometheus) -> None:
 )
 async def test_prometheus_errors_say_what_to_check(response: Any, needle: str) -> None:
     with respx.mock() as router:
-        router.get(f"{PROM_URL}/api/v1/query").mock(
+        router.post(f"{PROM_URL}/api/v1/query").mock(
             side_effect=response if isinstance(response, Exception) else None,
             return_value=None if isinstance(response, Exception) else response,
         )

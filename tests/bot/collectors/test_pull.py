@@ -55,7 +55,7 @@ def stored_facts(ctx: Context, name: str) -> dict[str, dict[str, object]]:
 def prom() -> Iterator[FakePrometheus]:
     fake = small_cluster(FakePrometheus())
     with respx.mock(assert_all_called=False) as router:
-        router.get(f"{PROM_URL}/api/v1/query").mock(side_effect=fake.handler)
+        router.post(f"{PROM_URL}/api/v1/query").mock(side_effect=fake.handler)
         yield fake
 
 
@@ -104,8 +104,8 @@ async def test_a_hung_cluster_does_not_delay_the_others(settings: Settings, tmp_
             set_sources(ctx, name, prometheus_url=url)
         # A request that never completes never counts as "called" for respx.
         with respx.mock(assert_all_called=False) as router:
-            router.get(f"{PROM_URL}/api/v1/query").mock(side_effect=fake.handler)
-            router.get(f"{hung}/api/v1/query").mock(side_effect=never)
+            router.post(f"{PROM_URL}/api/v1/query").mock(side_effect=fake.handler)
+            router.post(f"{hung}/api/v1/query").mock(side_effect=never)
             started = time.monotonic()
             outcomes = {o.cluster: o for o in await pull_clusters(ctx, at=AT)}
             elapsed = time.monotonic() - started
@@ -125,7 +125,7 @@ async def test_failures_back_off_and_a_success_resets(ctx: Context) -> None:
     set_sources(ctx, "flaky", prometheus_url=PROM_URL, pull_interval_seconds=60)
     fake = small_cluster(FakePrometheus())
     with respx.mock() as router:
-        route = router.get(f"{PROM_URL}/api/v1/query")
+        route = router.post(f"{PROM_URL}/api/v1/query")
         route.mock(return_value=httpx.Response(503, text="down"))
         waits = []
         for _ in range(3):
@@ -154,11 +154,11 @@ async def test_the_token_is_read_at_each_pull_and_never_kept(
     fake = small_cluster(FakePrometheus())
     caplog.set_level(logging.DEBUG)
     with respx.mock() as router:
-        router.get(f"{PROM_URL}/api/v1/query").mock(side_effect=fake.handler)
+        router.post(f"{PROM_URL}/api/v1/query").mock(side_effect=fake.handler)
         await pull_clusters(ctx, at=AT, force=True)
         token_file.write_text("second-secret")
         await pull_clusters(ctx, at=AT, force=True)
-        router.get(f"{PROM_URL}/api/v1/query").mock(return_value=httpx.Response(403))
+        router.post(f"{PROM_URL}/api/v1/query").mock(return_value=httpx.Response(403))
         [refused] = await pull_clusters(ctx, at=AT, force=True)
     tokens = [request.headers["authorization"] for request in fake.seen]
     assert tokens[0] == "Bearer first-secret" and tokens[-1] == "Bearer second-secret"
@@ -221,7 +221,7 @@ async def test_both_sources_merge_with_prometheus_last(ctx: Context) -> None:
     with BundleServer(json.dumps(piqc).encode()) as server:
         set_sources(ctx, "both", piqc_url=server.url, prometheus_url=PROM_URL)
         with respx.mock() as router:
-            router.get(f"{PROM_URL}/api/v1/query").mock(side_effect=fake.handler)
+            router.post(f"{PROM_URL}/api/v1/query").mock(side_effect=fake.handler)
             router.route(host="127.0.0.1").pass_through()
             [outcome] = await pull_clusters(ctx, at=AT)
     assert outcome.ok, outcome.error
