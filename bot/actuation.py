@@ -7,21 +7,24 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.orm import Session
 
 from bot.actuators import ActuationRequest, ActuationResult, Actuator, ClusterAccess, DryRunActuator
 from bot.actuators.kubernetes import KubernetesActuator
 from bot.actuators.webhook import WebhookActuator
 from bot.context import ConfigError, Context
+from bot.notify import update_message
 from bot.pipeline import evaluate_now
+from bot.slack.client import make_client
+from bot.wording import render
 from engine.plans import ActionPlan
 from store import actuations
 from store.audit import append
-from store.db import transaction, utcnow
-from store.findings import FindingRow, stringify
+from store.db import reading, transaction, utcnow
+from store.findings import FindingRow, parse_id, stringify
 from store.models import Cluster
 
 log = logging.getLogger(__name__)
@@ -230,6 +233,68 @@ def _record(
     return processed
 
 
-def realised_usd(before: Decimal, after: Decimal) -> Decimal:
-    """Monthly saving realised by a change: spend before minus spend after."""
-    return before - after
+class RevertRefused(ValueError):
+    """A revert that cannot be requested; the message says why."""
+
+
+def request_revert(ctx: Context, finding_id: int, actor: str) -> actuations.Actuation:
+    """Queue the inverse of an actuated finding's plan, through the same outbox.
+
+    Only within STEWARD_REVERT_WINDOW_HOURS of the actuation, and once; the
+    caller checks that `actor` may decide (the CLI operator, or a Slack approver).
+    """
+    with transaction(ctx.sessions) as session:
+        row = session.get(FindingRow, finding_id, with_for_update=True)
+        if row is None:
+            raise RevertRefused(f"there is no finding F-{finding_id}")
+        if row.status != ACTUATED or row.actuated_at is None:
+            raise RevertRefused(f"{row.public_id} is {row.status}: only an actuated change reverts")
+        window = timedelta(hours=ctx.settings.revert_window_hours)
+        if utcnow() - row.actuated_at > window:
+            raise RevertRefused(
+                f"{row.public_id} was actuated more than {ctx.settings.revert_window_hours:g} "
+                "hours ago; revert it by hand from its plan (`steward findings --all --json`)"
+            )
+        if any(a.kind == "revert" for a in actuations.for_finding(session, finding_id)):
+            raise RevertRefused(f"{row.public_id} has already been reverted or is being reverted")
+        _audit(session, ctx, "finding.revert_approved", row, actor)
+        outbox = enqueue_approved(session, ctx, row, actor, kind="revert")
+        if outbox is None:
+            raise RevertRefused(f"{row.public_id} has no plan that can be reverted automatically")
+        return outbox
+
+
+async def actuate_and_report(
+    ctx: Context, actuator: Actuator | None = None, client: AsyncWebClient | None = None
+) -> list[Processed]:
+    """Carry out pending actuations, then update each finding's Slack message and thread."""
+    done = await run_pending(ctx, actuator)
+    client = client or make_client(ctx.settings)
+    if client is None:
+        return done
+    for processed in done:
+        try:
+            await _report(ctx, client, processed)
+        except Exception as exc:  # Slack trouble never undoes or repeats an actuation
+            log.warning("could not report %s to Slack: %s", processed.finding, exc)
+    return done
+
+
+async def _report(ctx: Context, client: AsyncWebClient, processed: Processed) -> None:
+    finding_id = parse_id(processed.finding)
+    if finding_id is None:
+        return
+    with reading(ctx.sessions) as session:
+        row = session.get(FindingRow, finding_id)
+    if row is None or row.slack_channel is None or row.slack_ts is None:
+        return
+    await update_message(client, row)
+    text = render(
+        "slack/actuation.j2",
+        finding=processed.finding,
+        kind=processed.kind,
+        status=processed.status,
+        detail=processed.detail,
+        approver=row.decided_by,
+    )
+    await client.chat_postMessage(channel=row.slack_channel, thread_ts=row.slack_ts, text=text)

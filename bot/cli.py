@@ -10,6 +10,7 @@ import typer
 from rich.table import Column, Table
 
 from bot import clusters
+from bot.cli_actuate import actuate_command, revert_command
 from bot.cli_audit import audit_app
 from bot.cli_decide import approve_command, digest_command, dismiss_command
 from bot.cli_demo import demo_command
@@ -35,6 +36,8 @@ app.add_typer(cluster_app, name="cluster")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.command("demo")(demo_command)
+app.command("actuate")(actuate_command)
+app.command("revert")(revert_command)
 app.command("pull")(pull_command)
 app.command("approve")(approve_command)
 app.command("dismiss")(dismiss_command)
@@ -106,14 +109,30 @@ def cluster_set(
     prometheus_token_file: PrometheusTokenFile = None,
     piqc_url: PiqcUrl = None,
     pull_interval: PullInterval = None,
+    kubeconfig: Annotated[
+        str | None, typer.Option(help="kubeconfig the Kubernetes actuator uses (path).")
+    ] = None,
+    k8s_api_url: Annotated[
+        str | None, typer.Option(help="API server URL for the Kubernetes actuator.")
+    ] = None,
+    k8s_token_file: Annotated[
+        str | None, typer.Option(help="File holding the actuator's bearer token.")
+    ] = None,
+    k8s_ca_file: Annotated[
+        str | None, typer.Option(help="CA bundle of the API server (PEM file).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Change a cluster's pull sources and pull interval."""
+    """Change a cluster's pull sources, pull interval and Kubernetes API access."""
     sources = clusters.PullSources(
         prometheus_url=prometheus_url,
         prometheus_token_file=prometheus_token_file,
         piqc_url=piqc_url,
         pull_interval_seconds=pull_interval,
+        kubeconfig=kubeconfig,
+        k8s_api_url=k8s_api_url,
+        k8s_token_file=k8s_token_file,
+        k8s_ca_file=k8s_ca_file,
     )
     with opened() as ctx:
         row = clusters.set_sources(ctx, name, sources, actor="cli")

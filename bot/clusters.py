@@ -94,24 +94,24 @@ def _row(cluster: Cluster, active: list[ApiKey]) -> ClusterRow:
 
 @dataclass(frozen=True)
 class PullSources:
-    """Changes to a cluster's pull sources: None leaves a field as it is, "" clears it."""
+    """Changes to how Steward reaches a cluster — pull sources, and the Kubernetes API
+    the actuator patches through: None leaves a field as it is, "" clears it.
+
+    Credentials are never stored, only the paths of the files that hold them.
+    """
 
     prometheus_url: str | None = None
     prometheus_token_file: str | None = None
     piqc_url: str | None = None
     pull_interval_seconds: int | None = None
+    k8s_api_url: str | None = None
+    k8s_token_file: str | None = None
+    k8s_ca_file: str | None = None
+    kubeconfig: str | None = None
 
     def is_empty(self) -> bool:
         """True when nothing would change."""
-        return all(
-            value is None
-            for value in (
-                self.prometheus_url,
-                self.prometheus_token_file,
-                self.piqc_url,
-                self.pull_interval_seconds,
-            )
-        )
+        return all(value is None for value in vars(self).values())
 
 
 def _url(option: str, value: str) -> str | None:
@@ -125,15 +125,27 @@ def _url(option: str, value: str) -> str | None:
     return value
 
 
+def _path(value: str) -> str | None:
+    value = value.strip()
+    return str(Path(value).expanduser().resolve()) if value else None
+
+
 def _apply_sources(cluster: Cluster, sources: PullSources) -> dict[str, str]:
     changed: dict[str, str] = {}
+    if sources.k8s_api_url is not None:
+        cluster.k8s_api_url = _url("--k8s-api-url", sources.k8s_api_url)
+        changed["k8s_api_url"] = cluster.k8s_api_url or ""
+    for field in ("k8s_token_file", "k8s_ca_file", "kubeconfig"):
+        value = getattr(sources, field)
+        if value is not None:
+            setattr(cluster, field, _path(value))
+            changed[field] = getattr(cluster, field) or ""
     if sources.prometheus_url is not None:
         cluster.prometheus_url = _url("--prometheus-url", sources.prometheus_url)
         changed["prometheus_url"] = cluster.prometheus_url or ""
     if sources.prometheus_token_file is not None:
-        path = sources.prometheus_token_file.strip()
         # Only the path is kept: the token is read from it at each pull.
-        cluster.prometheus_token_file = str(Path(path).expanduser().resolve()) if path else None
+        cluster.prometheus_token_file = _path(sources.prometheus_token_file)
         changed["prometheus_token_file"] = cluster.prometheus_token_file or ""
     if sources.piqc_url is not None:
         cluster.piqc_url = _url("--piqc-url", sources.piqc_url)
@@ -193,8 +205,8 @@ def set_sources(ctx: Context, name: str, sources: PullSources, actor: str) -> Cl
     """Change a cluster's pull sources and interval; the change is audited."""
     if sources.is_empty():
         raise registry.RegistryError(
-            "nothing to change: give --prometheus-url, --prometheus-token-file, --piqc-url "
-            "or --pull-interval"
+            "nothing to change: give --prometheus-url, --prometheus-token-file, --piqc-url, "
+            "--pull-interval, --kubeconfig, --k8s-api-url, --k8s-token-file or --k8s-ca-file"
         )
     now = utcnow()
     with transaction(ctx.sessions) as session:

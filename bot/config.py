@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     actuation_lease_seconds: float = Field(
         300, gt=0, description="a claimed actuation another worker may take over after this"
     )
+    actuation_poll_seconds: float = Field(
+        10, gt=0, description="how often each replica looks for approved changes to carry out"
+    )
     outcome_window_hours: float = Field(
         72, gt=0, description="hours to see an actuated change in the facts before `unverified`"
     )

@@ -22,6 +22,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection, Engine, text
 
+from bot.actuation import actuate_and_report
 from bot.collectors import pull_clusters
 from bot.context import Context
 from store.db import transaction, utcnow
@@ -34,6 +35,7 @@ PULL_JOB = "pull-clusters"
 RETENTION_JOB = "fact-retention"
 DIGEST_JOB = "weekly-digest"
 ELECTION_JOB = "leader-election"
+ACTUATION_JOB = "actuations"
 
 
 class Leadership:
@@ -167,6 +169,14 @@ class Scheduler:
             id=PULL_JOB,
             next_run_time=utcnow() + timedelta(seconds=1),
         )
+        # Every replica works the actuation outbox: rows are claimed with
+        # FOR UPDATE SKIP LOCKED, so each approved change still runs once.
+        add(
+            self._actuations,
+            IntervalTrigger(seconds=settings.actuation_poll_seconds),
+            id=ACTUATION_JOB,
+            next_run_time=utcnow() + timedelta(seconds=1),
+        )
         add(
             self._guarded(RETENTION_JOB, self._retention),
             IntervalTrigger(hours=6),
@@ -217,6 +227,15 @@ class Scheduler:
         if outcomes:
             failed = sum(1 for outcome in outcomes if not outcome.ok)
             log.info("job %s pulled %d cluster(s), %d failed", PULL_JOB, len(outcomes), failed)
+
+    async def _actuations(self) -> None:
+        try:
+            done = await actuate_and_report(self.ctx)
+        except Exception:  # the next run starts afresh; claimed rows are leased
+            log.exception("job %s failed", ACTUATION_JOB)
+            return
+        for processed in done:
+            log.info("job %s: %s %s", ACTUATION_JOB, processed.finding, processed.status)
 
     async def _retention(self) -> None:
         deleted = await asyncio.to_thread(prune_fact_history, self.ctx)

@@ -15,11 +15,13 @@ import pytest
 import respx
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from typer.testing import CliRunner
 
-from bot.actuation import enqueue_approved, run_pending
+from bot.actuation import RevertRefused, enqueue_approved, request_revert, run_pending
 from bot.actuators import ActuationRequest, ActuationResult, DryRunActuator
 from bot.actuators.kubernetes import KubernetesActuator
 from bot.actuators.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookActuator, sign
+from bot.cli import app
 from bot.context import Context, open_context
 from bot.ingest import parse_payload
 from bot.pipeline import ingest_and_evaluate, scan
@@ -389,3 +391,54 @@ def test_revert_applies_the_inverse_plan(ctx: Context, k8s_cluster: int) -> None
 def test_missing_credentials_fail_with_the_command_to_fix_them(ctx: Context, approved: int) -> None:
     [done] = asyncio.run(run_pending(ctx, _kube()))
     assert done.status == "failed" and "steward cluster set" in done.detail
+
+
+# --- revert and the commands ---------------------------------------------------------------
+
+
+def test_revert_is_refused_before_actuation_after_the_window_and_twice(
+    ctx: Context, approved: int
+) -> None:
+    with pytest.raises(RevertRefused, match="only an actuated change"):
+        request_revert(ctx, approved, "U1")
+    asyncio.run(run_pending(ctx, DryRunActuator()))
+    ctx.settings.revert_window_hours = 0
+    with pytest.raises(RevertRefused, match="more than 0 hours ago"):
+        request_revert(ctx, approved, "U1")
+    ctx.settings.revert_window_hours = 24
+    request_revert(ctx, approved, "U1")
+    with pytest.raises(RevertRefused, match="already"):
+        request_revert(ctx, approved, "U1")
+    [reverted] = asyncio.run(run_pending(ctx, DryRunActuator()))
+    assert reverted.kind == "revert"
+    with transaction(ctx.sessions) as session:
+        [_, outbox] = actuations.for_finding(session, approved)
+        assert outbox.plan["targets"][0]["changes"][0] == {
+            "kind": "replicas", "key": None, "before": 1, "after": 4
+        }  # fmt: skip
+    assert "finding.revert_approved" in _audit_actions(ctx)
+
+
+def test_the_actuate_and_revert_commands(ctx: Context, approved: int) -> None:
+    env = {
+        "STEWARD_DATABASE_URL": ctx.settings.database_url,
+        "STEWARD_SIGNING_KEY_FILE": str(ctx.settings.signing_key_file),
+        "STEWARD_KEY_PEPPER_FILE": str(ctx.settings.key_pepper_file),
+    }
+    runner = CliRunner()
+    first = runner.invoke(app, ["actuate"], env=env)
+    assert first.exit_code == 0, first.output
+    assert f"F-{approved} (apply): actuated — dry run" in first.stdout
+    assert "Nothing to carry out" in runner.invoke(app, ["actuate"], env=env).stdout
+    reverted = runner.invoke(app, ["revert", f"F-{approved}", "--as", "alice"], env=env)
+    assert reverted.exit_code == 0, reverted.output
+    assert f"F-{approved} (revert): actuated" in reverted.stdout
+    again = runner.invoke(app, ["revert", f"F-{approved}", "--as", "alice"], env=env)
+    assert again.exit_code == 1 and "already" in again.stderr
+
+
+def test_every_replica_works_the_outbox_on_a_schedule(ctx: Context, approved: int) -> None:
+    from bot.scheduler import Scheduler
+
+    asyncio.run(Scheduler(ctx)._actuations())
+    assert _finding(ctx, approved).status == "actuated"
