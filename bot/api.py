@@ -21,6 +21,7 @@ from bot.context import Context
 from bot.ingest import IngestError, decode_json, parse_payload
 from bot.pipeline import ingest_and_evaluate
 from bot.slack import guard as slack_guard
+from bot.wording import finding_json
 from store import keys
 from store.db import ping, transaction
 from store.findings import list_findings
@@ -213,7 +214,7 @@ def create_app(
             cluster = own
         with transaction(ctx.sessions) as session:
             rows = list_findings(session, include_all=all, cluster=cluster)
-            return [row.as_json() for row in rows]
+            return [finding_json(row) for row in rows]
 
     @app.post("/v1/clusters", status_code=201, dependencies=admin)
     def create_cluster(body: NewCluster) -> dict[str, str]:

@@ -19,7 +19,7 @@ from bot.console import fail, opened, out, print_json
 from bot.explain import UnknownFinding, explain
 from bot.ingest import decode_json, parse_payload
 from bot.pipeline import ingest_and_evaluate, scan
-from bot.wording import usd, usd_month
+from bot.wording import finding_json, usd, usd_month
 from engine.findings import savings_total
 from store.db import reading, transaction
 from store.findings import list_findings, parse_id
@@ -301,7 +301,8 @@ def findings_list(
     """Open findings (`--all`: every state)."""
     with opened() as ctx, reading(ctx.sessions) as session:
         rows = [
-            row.as_json() for row in list_findings(session, include_all=all_states, cluster=cluster)
+            finding_json(row)
+            for row in list_findings(session, include_all=all_states, cluster=cluster)
         ]
     if as_json:
         print_json(rows)

@@ -9,6 +9,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from engine.findings import Finding
+from store.findings import FindingRow
 
 
 def usd(value: float | int | str) -> str:
@@ -150,3 +151,21 @@ def finding_context(finding: Finding) -> dict[str, Any]:
 def summary(finding: Finding) -> str:
     """The one-line summary of a finding, from `prompts/summary/<rule>.j2`."""
     return " ".join(render(f"summary/{finding.rule}.j2", **finding_context(finding)).split())
+
+
+def plan_diff(plan: dict[str, Any] | None) -> list[str]:
+    """An action plan as readable lines, one per changed field (or its runbook)."""
+    if not plan:
+        return []
+    if plan.get("mode") != "patch":
+        return [render("plan/runbook.j2", runbook=plan.get("runbook") or "manual")]
+    return [
+        render("plan/change.j2", target=target, change=change)
+        for target in plan.get("targets", [])
+        for change in target.get("changes", [])
+    ]
+
+
+def finding_json(row: FindingRow) -> dict[str, Any]:
+    """A stored finding as `steward findings --json` and `GET /v1/findings` show it."""
+    return {**row.as_json(), "plan_diff": plan_diff(row.plan)}

@@ -29,9 +29,8 @@ from bot.context import Context, open_context
 from bot.decisions import decide_finding
 from bot.ingest import parse_payload
 from bot.pipeline import ingest_and_evaluate
-from bot.wording import usd, usd_month
+from bot.wording import plan_diff, usd, usd_month
 from engine.findings import savings_total
-from store import actuations
 from store.audit import AuditRecord, verify
 from store.db import reading
 from store.decisions import DecisionRequest
@@ -123,21 +122,6 @@ def _message_text(message: blocks.Message) -> str:
             elif isinstance(element.get("text"), str):
                 lines.append(element["text"])
     return "\n".join(lines)
-
-
-def _dry_run_changes(ctx: Context, finding_id: int) -> list[str]:
-    lines = []
-    with reading(ctx.sessions) as session:
-        for outbox in actuations.for_finding(session, finding_id):
-            for sent in (outbox.result or {}).get("requests", []):
-                target = sent["would_patch"]
-                for change in target["changes"]:
-                    lines.append(
-                        f"{target['cluster']}: deployment {target['namespace']}/"
-                        f"{target['deployment']} {change['kind']} {change['key'] or ''} "
-                        f"{change['before']} → {change['after']}".replace("  ", " ")
-                    )
-    return lines
 
 
 def _audit_tail(ctx: Context, count: int = 8) -> Table:
@@ -241,8 +225,8 @@ def _play(
         console.print(f"A click by <@{DEMO_BYSTANDER}>, not an approver: {stranger.status}")
         for done in asyncio.run(run_pending(ctx, DryRunActuator())):
             console.print(f"{done.finding}: {done.status} — {done.detail}")
-            for change in _dry_run_changes(ctx, top.id):
-                console.print(f"  would patch {change}")
+            for line in plan_diff(top.plan):
+                console.print(f"  would patch {line}", highlight=False)
 
         progress.update(task, advance=1, description=STEPS[5])
         console.rule("[bold]4. Dismissal with a reason")

@@ -442,3 +442,15 @@ def test_every_replica_works_the_outbox_on_a_schedule(ctx: Context, approved: in
 
     asyncio.run(Scheduler(ctx)._actuations())
     assert _finding(ctx, approved).status == "actuated"
+
+
+def test_findings_json_shows_the_plan_as_a_readable_diff(ctx: Context, approved: int) -> None:
+    env = {
+        "STEWARD_DATABASE_URL": ctx.settings.database_url,
+        "STEWARD_SIGNING_KEY_FILE": str(ctx.settings.signing_key_file),
+        "STEWARD_KEY_PEPPER_FILE": str(ctx.settings.key_pepper_file),
+    }
+    listed = CliRunner().invoke(app, ["findings", "--all", "--json"], env=env)
+    [idle] = [f for f in json.loads(listed.stdout) if f["rule"] == "idle_allocation"]
+    assert idle["plan"]["mode"] == "patch"
+    assert idle["plan_diff"] == ["prod-east: deployment chat/llama-8b replicas 4 → 1"]
