@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.wording import render
+from bot.wording import plan_diff, render
 from engine.catalog import default_catalog
 from store.findings import OPEN, FindingRow
 
 APPROVE = "finding_approve"
 DISMISS = "finding_dismiss"
 EXPLAIN = "finding_explain"
+REVERT = "finding_revert"
+MAX_PLAN_LINES = 6
 DISMISS_VIEW = "finding_dismiss_view"
 DISMISS_REASONS = (("wrong", "Wrong"), ("planned", "Planned"), ("accepted_risk", "Accepted risk"))
 
@@ -155,6 +157,10 @@ def status_line(row: FindingRow) -> str:
         until=when(row.snoozed_until),
         reason=row.decision_reason,
         audit_seq=row.audit_seq,
+        actuated_at=when(row.actuated_at),
+        outcome=row.outcome,
+        outcome_at=when(row.outcome_at),
+        realised=row.realised_usd,
     )
 
 
@@ -183,6 +189,36 @@ def _buttons(row: FindingRow) -> dict[str, Any]:
     }
 
 
+def _revertible(row: FindingRow) -> bool:
+    return (
+        row.status == "actuated"
+        and row.outcome != "reverted"
+        and (row.plan or {}).get("mode") == "patch"
+    )
+
+
+def _revert_button(row: FindingRow) -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "block_id": f"revert:{row.public_id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": REVERT,
+                "text": plain("Revert"),
+                "style": "danger",
+                "value": row.public_id,
+                "confirm": {
+                    "title": plain("Revert this change?", 100),
+                    "text": mrkdwn(render("slack/revert_confirm.j2", lines=plan_diff(row.plan))),
+                    "confirm": plain("Revert", 30),
+                    "deny": plain("Cancel", 30),
+                },
+            }
+        ],
+    }
+
+
 def finding_message(row: FindingRow) -> Message:
     """The top-level message of a finding: figure, rule, where, confidence, change, buttons."""
     variables = _finding_vars(row)
@@ -192,10 +228,17 @@ def finding_message(row: FindingRow) -> Message:
         section(row.summary),
         section(proposed_change(row)),
     ]
+    diff = plan_diff(row.plan)
+    if diff:
+        shown = diff[:MAX_PLAN_LINES]
+        more = len(diff) - len(shown)
+        blocks.append(context(render("slack/plan.j2", lines=shown, more=more)))
     if row.status == OPEN:
         blocks.append(_buttons(row))
     else:
         blocks.append(context(status_line(row)))
+        if _revertible(row):
+            blocks.append(_revert_button(row))
     return Message(clip(render("slack/fallback.j2", **variables), 3000), blocks)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -17,12 +17,14 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.actuation import RevertRefused, actuate_and_report, request_revert
 from bot.blocks import (
     APPROVE,
     DISMISS,
     DISMISS_REASONS,
     DISMISS_VIEW,
     EXPLAIN,
+    REVERT,
     Message,
     dismiss_modal,
 )
@@ -68,6 +70,16 @@ async def _decide(ctx: Context, client: AsyncWebClient, request: DecisionRequest
     return decision
 
 
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, Any]) -> None:
+    """Run `work` after the listener returns, keeping a reference until it is done."""
+    task = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
 def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
     """The Bolt app of one Steward process; `client` defaults to one built from settings."""
     settings = ctx.settings
@@ -103,6 +115,31 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
         decision = await _decide(ctx, client, request)
         if not decision.won:
             await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
+            return
+        _in_background(actuate_and_report(ctx, client=client))
+
+    @app.action(REVERT)
+    async def on_revert(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        await ack()
+        clicked = await button(body, respond)
+        if clicked is None:
+            return
+        finding_id, user = clicked
+        row = await asyncio.to_thread(_load, ctx, finding_id)
+        request = DecisionRequest(finding_id, "approve", actor=user, origin=_origin(body))
+        if row is None or not may_decide(settings, user, row.cluster):
+            await asyncio.to_thread(refuse, ctx, request, "not an approver (revert)")
+            decision = Decision("refused" if row else "not_found", row)
+            await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
+            return
+        try:
+            await asyncio.to_thread(request_revert, ctx, finding_id, user)
+        except RevertRefused as exc:
+            await respond(**_ephemeral(Message(str(exc))))
+            return
+        _in_background(actuate_and_report(ctx, client=client))
 
     @app.action(DISMISS)
     async def on_dismiss(

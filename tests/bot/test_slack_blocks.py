@@ -27,6 +27,7 @@ from bot.blocks import (
 from bot.wording import summary
 from engine.evaluate import evaluate
 from engine.findings import Finding
+from engine.plans import plan_for
 from engine.prices import PriceBook
 from store.findings import FindingRow
 from tests.engine.test_scenarios_pure import fleet_of
@@ -63,6 +64,11 @@ def row_of(finding: Finding, finding_id: int = 12, **state: Any) -> FindingRow:
         decision_reason=None,
         snoozed_until=None,
         audit_seq=None,
+        plan=plan_for(finding).model_dump(mode="json"),
+        actuated_at=None,
+        outcome=None,
+        outcome_at=None,
+        realised_usd=None,
     )
     for key, value in state.items():
         setattr(row, key, value)
@@ -121,6 +127,17 @@ STATES: dict[str, dict[str, Any]] = {
         "audit_seq": 1236,
     },
     "resolved": {"status": "resolved", "resolved_at": AT},
+    "actuated": {
+        "status": "actuated",
+        "decided_by": "U0ALICE",
+        "decided_at": AT,
+        "actuated_at": AT,
+        "outcome": "verified",
+        "outcome_at": AT,
+        "realised_usd": Decimal("3200.32"),
+        "audit_seq": 1240,
+    },
+    "stale": {"status": "stale", "decided_by": "U0ALICE", "decided_at": AT, "audit_seq": 1241},
 }
 
 
@@ -184,3 +201,19 @@ def test_long_text_is_split_into_sections_within_the_limit() -> None:
     assert len(blocks) <= 40
     assert all(len(b["text"]["text"]) <= MAX_SECTION_TEXT for b in blocks)
     assert blocks[0]["text"]["text"].startswith("line 0 ")
+
+
+def test_an_actuated_change_offers_revert_and_shows_its_outcome() -> None:
+    message = finding_message(row_of(seed_finding(), **STATES["actuated"]))
+    text = json.dumps(message.blocks)
+    assert "finding_revert" in text and "finding_approve" not in text
+    assert "verified in the facts" in text and "$3,200/month" in text
+    reverted = finding_message(
+        row_of(seed_finding(), **{**STATES["actuated"], "outcome": "reverted"})
+    )
+    assert "finding_revert" not in json.dumps(reverted.blocks)
+
+
+def test_the_plan_is_shown_as_a_diff_before_approval() -> None:
+    text = json.dumps(finding_message(row_of(seed_finding())).blocks)
+    assert "nodeSelector nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3 \\u2192 NVIDIA-A10G" in text
