@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import delete
+from sqlalchemy import Table, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from starlette.types import Message
@@ -113,18 +113,22 @@ def first_delivery(ctx: Context, key: str) -> bool:
     now = utcnow()
     with transaction(ctx.sessions) as session:
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        table = cast(Table, HandledDelivery.__table__)
+        # RETURNING says whether the row went in; rowcount is not reliable for
+        # ON CONFLICT DO NOTHING across drivers.
         statement = (
-            insert(HandledDelivery)
+            insert(table)
             .values(key=key[:255], created_at=now)
             .on_conflict_do_nothing(index_elements=["key"])
+            .returning(table.c.key)
         )
-        inserted = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+        inserted = session.execute(statement).first() is not None
         # Old keys are pruned now and then, on the request path, so no job is needed.
         if next(_calls) % _PRUNE_EVERY == 0:
             session.execute(
                 delete(HandledDelivery).where(HandledDelivery.created_at < now - DELIVERY_KEEP)
             )
-    return bool(inserted)
+    return inserted
 
 
 def _replay(body: bytes) -> Any:
