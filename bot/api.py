@@ -20,6 +20,7 @@ from bot import clusters
 from bot.context import Context
 from bot.ingest import IngestError, decode_json, parse_payload
 from bot.pipeline import ingest_and_evaluate
+from bot.request_body import BodyTooLarge, read_capped
 from bot.slack import guard as slack_guard
 from bot.wording import finding_json
 from store import keys
@@ -61,20 +62,6 @@ def _bearer(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"body is larger than the {limit}-byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"body is larger than the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_app(
@@ -174,7 +161,10 @@ def create_app(
                 401, "a valid cluster API key is required", {"WWW-Authenticate": "Bearer"}
             )
         cluster, _key = found
-        raw = await _read_body(request, ctx.settings.ingest_max_bytes)
+        try:
+            raw = await read_capped(request, ctx.settings.ingest_max_bytes)
+        except BodyTooLarge as exc:
+            raise ApiError(413, str(exc)) from exc
         try:
             parsed = parse_payload(decode_json(raw))
         except IngestError as exc:

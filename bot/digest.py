@@ -28,7 +28,7 @@ from bot.slack.client import make_client
 from bot.wording import render
 from engine.catalog import default_catalog
 from engine.evaluate import build_view
-from engine.findings import Claim, Finding, Recommendation, savings_total
+from engine.findings import Finding, savings_total
 from engine.rules.context import Env, spend
 from engine.rules.node import unallocated_gpus
 from engine.units import HOURS_PER_MONTH, cents
@@ -101,21 +101,6 @@ class Digest:
     realised_usd: float
     verified_changes: int
     top: list[TopFinding]
-
-
-def _engine_finding(row: FindingRow) -> Finding:
-    return Finding(
-        rule=row.rule,
-        level=row.level,
-        cluster=row.cluster,
-        subject=row.subject,
-        monthly_usd=float(row.monthly_usd),
-        kind=row.kind,
-        confidence=row.confidence,
-        evidence={},
-        recommendation=Recommendation.model_validate(row.recommendation),
-        claims=[Claim.model_validate(claim) for claim in row.claims],
-    )
 
 
 def _cluster_of(resource: str, finding: Finding) -> str:
@@ -195,7 +180,7 @@ def build_digest(ctx: Context, now: datetime) -> Digest:
     # Rows are turned into plain data inside the read: it ends with a rollback.
     with reading(ctx.sessions) as session:
         open_rows = list_findings(session)
-        open_findings = [_engine_finding(row) for row in open_rows if row.status == OPEN]
+        open_findings = [row.to_engine() for row in open_rows if row.status == OPEN]
         top = [
             TopFinding(row.public_id, row.rule, row.cluster, row.subject, float(row.monthly_usd))
             for row in open_rows[:TOP]

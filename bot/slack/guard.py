@@ -30,6 +30,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from starlette.types import Message
 
 from bot.context import Context
+from bot.request_body import BodyTooLarge, read_capped
 from store.db import transaction, utcnow
 from store.events import HandledDelivery
 
@@ -146,17 +147,10 @@ def _replay(body: bytes) -> Any:
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Rejected(413, f"body is larger than the {limit}-byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Rejected(413, f"body is larger than the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_capped(request, limit)
+    except BodyTooLarge as exc:
+        raise Rejected(413, str(exc)) from exc
 
 
 def mount(app: FastAPI, ctx: Context, client: AsyncWebClient | None = None) -> None:

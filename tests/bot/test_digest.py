@@ -43,11 +43,10 @@ def test_the_digest_counts_each_dollar_once(slack_ctx: Context) -> None:
     digest = build_digest(slack_ctx, utcnow())
     assert [c.cluster for c in digest.clusters] == ["aws-east", "aws-west", "gcp-central"]
     assert all(c.spend_usd > 0 for c in digest.clusters)
-    from bot.digest import _engine_finding
 
     with transaction(slack_ctx.sessions) as session:
         open_rows = list_findings(session)
-    expected = savings_total(_engine_finding(row) for row in open_rows)
+    expected = savings_total(row.to_engine() for row in open_rows)
     assert digest.open_savings_usd == expected > 0
     per_cluster = sum(c.open_savings_usd for c in digest.clusters)
     assert abs(per_cluster - digest.open_savings_usd) < 0.05
