@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ from engine.capacity import (
 )
 from engine.catalog import Catalog, GpuSpec
 from engine.facts import Confidence, Fact, FactReader, Workload
-from engine.findings import Finding, Gap
+from engine.findings import Claim, Finding, Gap, Kind, Level, Recommendation
 from engine.prices import PriceBook
 from engine.thresholds import Thresholds
 from engine.units import HOURS_PER_MONTH
@@ -25,6 +26,8 @@ Role = Literal["model", "node", "pod"]
 Result = list[Finding | Gap]
 _RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
 _BY_RANK: tuple[Confidence, ...] = ("low", "medium", "high")
+# Slack for floating-point dust, so a saving of exactly 20 % or a ratio of exactly 2 holds.
+EPS = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,11 @@ class FleetView:
 # --- money, evidence and confidence, shared by every rule ---------------------------------
 
 
+def ceil_ratio(value: float) -> int:
+    """Ceiling that ignores floating-point dust (2.0000000001 → 2)."""
+    return math.ceil(value - EPS)
+
+
 @dataclass(frozen=True, slots=True)
 class Spend:
     """A workload's GPU price and count: what its GPUs cost per month."""
@@ -198,12 +206,15 @@ def model_evidence(
     extra_assumptions: tuple[str, ...] = (),
 ) -> tuple[dict[str, dict[str, Any]], list[str], Confidence]:
     """Facts, assumptions and confidence for a rule that used profile fields and read facts."""
-    p = ctx.profile
-    facts = p.fact_evidence(fields)
+    facts: dict[str, dict[str, Any]] = {}
+    assumptions: list[str] = []
+    if fields:  # rules that only read facts (a node's) need no model profile
+        facts.update(ctx.profile.fact_evidence(fields))
+        assumptions.extend(ctx.profile.assumptions(fields))
     if reader is not None:
         facts.update(facts_evidence(reader.used))
     facts = dict(sorted(facts.items()))
-    assumptions = [*p.assumptions(fields), *extra_assumptions]
+    assumptions.extend(extra_assumptions)
     return facts, assumptions, confidence_of(facts, assumptions)
 
 
@@ -227,3 +238,48 @@ def evidence(
         "threshold": threshold,
         "assumptions": assumptions,
     }
+
+
+def workload_finding(
+    ctx: WorkloadContext,
+    rule: str,
+    *,
+    level: Level,
+    kind: Kind,
+    monthly: float,
+    fields: tuple[str, ...],
+    reader: FactReader | None = None,
+    extra_assumptions: tuple[str, ...] = (),
+    rated_facts: dict[str, dict[str, Any]] | None = None,
+    threshold: dict[str, Any],
+    prices: dict[str, float],
+    recommendation: Recommendation,
+    **figures: Any,
+) -> Finding:
+    """A finding about one workload that claims its `monthly` dollars.
+
+    Its facts are the profile `fields` and what `reader` read; `rated_facts` (about other
+    workloads, shown among the figures) lower its confidence without joining its facts.
+    """
+    facts, assumptions, confidence = model_evidence(ctx, fields, reader, extra_assumptions)
+    if rated_facts:
+        confidence = confidence_of({**facts, **rated_facts}, assumptions)
+    return Finding(
+        rule=rule,
+        level=level,
+        cluster=ctx.cluster,
+        subject=ctx.workload_id,
+        monthly_usd=monthly,
+        kind=kind,
+        confidence=confidence,
+        evidence=evidence(
+            ctx.env,
+            facts=facts,
+            assumptions=assumptions,
+            threshold=threshold,
+            prices=prices,
+            **figures,
+        ),
+        recommendation=recommendation,
+        claims=[Claim(resource=ctx.resource, usd=monthly)],
+    )

@@ -9,21 +9,20 @@ from typing import Any
 from engine.facts import Confidence
 from engine.findings import Claim, Finding, Gap, Recommendation
 from engine.rules.context import (
+    EPS,
     Env,
     FleetView,
     Result,
     Spend,
     WorkloadContext,
+    ceil_ratio,
     confidence_of,
     evidence,
     facts_evidence,
     spend,
 )
-from engine.rules.model import ceil_ratio
 from engine.rules.node import unallocated_gpus, whole
 from engine.units import HOURS_PER_MONTH
-
-_EPS = 1e-9
 
 
 def allocate(total: int, items: list[tuple[str, float, int]], minimum: int) -> dict[str, int]:
@@ -39,7 +38,7 @@ def allocate(total: int, items: list[tuple[str, float, int]], minimum: int) -> d
         for key, load, _ in items
     }
     cap = {key: c for key, _, c in items}
-    alloc = {key: min(cap[key], max(minimum, math.floor(quota[key] + _EPS))) for key in quota}
+    alloc = {key: min(cap[key], max(minimum, math.floor(quota[key] + EPS))) for key in quota}
     diff = total - sum(alloc.values())
     while diff != 0:
         step = 1 if diff > 0 else -1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from engine.capacity import (
     ARCHITECTURE,
@@ -15,25 +16,17 @@ from engine.capacity import (
     demand,
     search,
 )
-from engine.findings import Claim, Finding, Recommendation
+from engine.findings import Recommendation
 from engine.rules.context import (
+    EPS,
     Env,
     Result,
     WorkloadContext,
-    evidence,
-    model_evidence,
+    ceil_ratio,
     spend,
+    workload_finding,
 )
 from engine.units import GB, HOURS_PER_MONTH
-
-# Relative slack on dollar comparisons, so a saving of exactly 20 % is not lost to rounding.
-_EPS = 1e-9
-
-
-def ceil_ratio(value: float) -> int:
-    """Ceiling that ignores floating-point dust (2.0000000001 → 2)."""
-    return math.ceil(value - _EPS)
-
 
 TIER_NEEDS = (*SIZE, *ARCHITECTURE, "kv_bytes_per_element", "max_model_len", *LOAD, *PLACEMENT)
 
@@ -55,42 +48,27 @@ def tier_misplacement(ctx: WorkloadContext, env: Env) -> Result:
         return [ctx.gap(rule, [f"price:{p.gpu_id}"])]
     current_hourly = price * p.gpu_count
     keep = 1 - env.constants.min_savings_fraction
-    found = search(
-        need, env.offered, env.constants, below_usd_per_hour=current_hourly * keep + _EPS
-    )
+    found = search(need, env.offered, env.constants, below_usd_per_hour=current_hourly * keep + EPS)
     target = found.fit
     if target is None or target.usd_per_hour is None:
         return []
     monthly = (current_hourly - target.usd_per_hour) * p.replicas * HOURS_PER_MONTH
     if monthly <= 0:
         return []
-    fields = (*DEMAND_FIELDS_WITH_LOAD, "replicas")
-    facts, assumptions, confidence = model_evidence(ctx, fields)
-    current = check(need, p.gpu, p.gpu_count, price, env.constants)
     target_price = env.prices.price(target.gpu_id)
     assert target_price is not None
+    # Any-valued, so mypy does not match these figures against workload_finding's keywords.
+    figures: dict[str, Any] = need.as_evidence()
     return [
-        Finding(
-            rule=rule,
+        workload_finding(
+            ctx,
+            rule,
             level="model",
-            cluster=ctx.cluster,
-            subject=ctx.workload_id,
-            monthly_usd=monthly,
             kind="savings",
-            confidence=confidence,
-            evidence=evidence(
-                env,
-                facts=facts,
-                assumptions=assumptions,
-                threshold={"min_savings_fraction": env.constants.min_savings_fraction},
-                prices={p.gpu_id: price, target.gpu_id: target_price},
-                model=p.model.name if p.model else p.model_name,
-                **need.as_evidence(),
-                current=current.as_evidence(),
-                target=target.as_evidence(),
-                rejected=[r.as_evidence() for r in found.rejected],
-                savings_fraction=round(1 - target.usd_per_hour / current_hourly, 4),
-            ),
+            monthly=monthly,
+            fields=(*DEMAND_FIELDS_WITH_LOAD, "replicas"),
+            threshold={"min_savings_fraction": env.constants.min_savings_fraction},
+            prices={p.gpu_id: price, target.gpu_id: target_price},
             recommendation=Recommendation(
                 action="move_tier",
                 target_gpu=target.gpu_id,
@@ -98,7 +76,12 @@ def tier_misplacement(ctx: WorkloadContext, env: Env) -> Result:
                 replicas=p.replicas,
                 params={"current_gpu": p.gpu_id, "current_gpu_count": p.gpu_count},
             ),
-            claims=[Claim(resource=ctx.resource, usd=monthly)],
+            model=p.model.name if p.model else p.model_name,
+            **figures,
+            current=check(need, p.gpu, p.gpu_count, price, env.constants).as_evidence(),
+            target=target.as_evidence(),
+            rejected=[r.as_evidence() for r in found.rejected],
+            savings_fraction=round(1 - target.usd_per_hour / current_hourly, 4),
         )
     ]
 
@@ -122,8 +105,6 @@ def oom_risk(ctx: WorkloadContext, env: Env) -> Result:
     # Sized for one full sequence and no observed load: a configuration that cannot hold
     # one sequence tells nothing about its traffic.
     found = search(need, env.offered, env.constants)
-    fields = (*DEMAND_FIELDS, "gpu_memory_utilization", "replicas")
-    facts, assumptions, confidence = model_evidence(ctx, fields)
     prices = {money.gpu_id: money.price}
     params: dict[str, object] = {"current_gpu": money.gpu_id, "current_gpu_count": money.gpu_count}
     target = found.fit
@@ -134,40 +115,15 @@ def oom_risk(ctx: WorkloadContext, env: Env) -> Result:
     else:
         params["reason"] = "no configuration in the price book holds the weights and one sequence"
     return [
-        Finding(
-            rule=rule,
+        workload_finding(
+            ctx,
+            rule,
             level="model",
-            cluster=ctx.cluster,
-            subject=ctx.workload_id,
-            monthly_usd=monthly,
             kind="risk",
-            confidence=confidence,
-            evidence=evidence(
-                env,
-                facts=facts,
-                assumptions=assumptions,
-                threshold={"reserve_gb_per_gpu": env.constants.reserve_gb_per_gpu},
-                prices=prices,
-                model=p.model.name if p.model else p.model_name,
-                weights_gb=round(need.weights_gb, 2),
-                kv_bytes_per_token=round(need.kv_bytes_per_token),
-                kv_capacity_tokens=math.floor(need.current_capacity_tokens),
-                max_model_len=p.max_model_len,
-                needed_gb_per_replica=round(
-                    need.weights_gb
-                    + p.max_model_len * need.kv_bytes_per_token / GB
-                    + env.constants.reserve_gb_per_gpu * money.gpu_count,
-                    2,
-                ),
-                usable_gb_per_replica=round(
-                    (p.gpu.vram_gb if p.gpu else 0) * p.gpu_memory_utilization * money.gpu_count,
-                    2,
-                ),
-                current=check(
-                    need, p.gpu, money.gpu_count, money.price, env.constants
-                ).as_evidence(),
-                target=None if target is None else target.as_evidence(),
-            ),
+            monthly=monthly,
+            fields=(*DEMAND_FIELDS, "gpu_memory_utilization", "replicas"),
+            threshold={"reserve_gb_per_gpu": env.constants.reserve_gb_per_gpu},
+            prices=prices,
             recommendation=Recommendation(
                 action="resize_config",
                 target_gpu=None if target is None else target.gpu_id,
@@ -175,7 +131,23 @@ def oom_risk(ctx: WorkloadContext, env: Env) -> Result:
                 replicas=p.replicas,
                 params=params,
             ),
-            claims=[Claim(resource=ctx.resource, usd=monthly)],
+            model=p.model.name if p.model else p.model_name,
+            weights_gb=round(need.weights_gb, 2),
+            kv_bytes_per_token=round(need.kv_bytes_per_token),
+            kv_capacity_tokens=math.floor(need.current_capacity_tokens),
+            max_model_len=p.max_model_len,
+            needed_gb_per_replica=round(
+                need.weights_gb
+                + p.max_model_len * need.kv_bytes_per_token / GB
+                + env.constants.reserve_gb_per_gpu * money.gpu_count,
+                2,
+            ),
+            usable_gb_per_replica=round(
+                (p.gpu.vram_gb if p.gpu else 0) * p.gpu_memory_utilization * money.gpu_count,
+                2,
+            ),
+            current=check(need, p.gpu, money.gpu_count, money.price, env.constants).as_evidence(),
+            target=None if target is None else target.as_evidence(),
         )
     ]
 
@@ -253,28 +225,21 @@ def kv_cache_pressure(ctx: WorkloadContext, env: Env) -> Result:
     fields: tuple[str, ...] = (*DEMAND_FIELDS_WITH_LOAD, "requests_waiting", "replicas")
     if need is None:
         fields = ("kv_usage_pct", "requests_waiting", "gpu", "gpu_count", "replicas")
-    facts, assumptions, confidence = model_evidence(ctx, fields, extra_assumptions=tuple(extra))
-    figures = need.as_evidence() if need is not None else {}
+    figures: dict[str, Any] = need.as_evidence() if need is not None else {}
     return [
-        Finding(
-            rule=rule,
+        workload_finding(
+            ctx,
+            rule,
             level="model",
-            cluster=ctx.cluster,
-            subject=ctx.workload_id,
-            monthly_usd=cost,
             kind="risk",
-            confidence=confidence,
-            evidence=evidence(
-                env,
-                facts=facts,
-                assumptions=assumptions,
-                threshold=env.threshold("kv_pressure_pct", "kv_waiting_requests"),
-                prices={money.gpu_id: money.price},
-                **figures,
-                options=options,
-            ),
+            monthly=cost,
+            fields=fields,
+            extra_assumptions=tuple(extra),
+            threshold=env.threshold("kv_pressure_pct", "kv_waiting_requests"),
+            prices={money.gpu_id: money.price},
             recommendation=choice,
-            claims=[Claim(resource=ctx.resource, usd=cost)],
+            **figures,
+            options=options,
         )
     ]
 
@@ -308,34 +273,22 @@ def idle_allocation(ctx: WorkloadContext, env: Env) -> Result:
     if money is None:
         return [gap] if gap else []
     removed = p.replicas - target
-    monthly = removed * money.replica_monthly_usd
-    fields = ("gpu_util", "replicas", "gpu", "gpu_count")
-    facts, assumptions, confidence = model_evidence(ctx, fields)
     return [
-        Finding(
-            rule=rule,
+        workload_finding(
+            ctx,
+            rule,
             level="model",
-            cluster=ctx.cluster,
-            subject=ctx.workload_id,
-            monthly_usd=monthly,
             kind="savings",
-            confidence=confidence,
-            evidence=evidence(
-                env,
-                facts=facts,
-                assumptions=assumptions,
-                threshold=env.threshold("idle_util_pct", "idle_target_util_pct"),
-                prices={money.gpu_id: money.price},
-                current_replicas=p.replicas,
-                target_replicas=target,
-                removed_replicas=removed,
-            ),
+            monthly=removed * money.replica_monthly_usd,
+            fields=("gpu_util", "replicas", "gpu", "gpu_count"),
+            threshold=env.threshold("idle_util_pct", "idle_target_util_pct"),
+            prices={money.gpu_id: money.price},
             recommendation=Recommendation(
-                action="scale_replicas",
-                replicas=target,
-                params={"current_replicas": p.replicas},
+                action="scale_replicas", replicas=target, params={"current_replicas": p.replicas}
             ),
-            claims=[Claim(resource=ctx.resource, usd=monthly)],
+            current_replicas=p.replicas,
+            target_replicas=target,
+            removed_replicas=removed,
         )
     ]
 
@@ -364,32 +317,25 @@ def cold_start(ctx: WorkloadContext, env: Env) -> Result:
     if money is None:
         return [gap] if gap else []
     monthly = money.replica_monthly_usd
-    facts, assumptions, confidence = model_evidence(ctx, ("gpu", "gpu_count"), r)
     return [
-        Finding(
-            rule=rule,
+        workload_finding(
+            ctx,
+            rule,
             level="model",
-            cluster=ctx.cluster,
-            subject=ctx.workload_id,
-            monthly_usd=monthly,
             kind="risk",
-            confidence=confidence,
-            evidence=evidence(
-                env,
-                facts=facts,
-                assumptions=assumptions,
-                threshold={"slo.coldStartSec": slo},
-                prices={money.gpu_id: money.price},
-                cold_start_p95_sec=p95,
-                warm_replica_monthly_usd=round(monthly, 2),
-            ),
+            monthly=monthly,
+            fields=("gpu", "gpu_count"),
+            reader=r,
+            threshold={"slo.coldStartSec": slo},
+            prices={money.gpu_id: money.price},
             recommendation=Recommendation(
                 action="keep_warm_replica",
                 target_gpu=money.gpu_id,
                 target_gpu_count=money.gpu_count,
                 params={"min_replicas": 1},
             ),
-            claims=[Claim(resource=ctx.resource, usd=monthly)],
+            cold_start_p95_sec=p95,
+            warm_replica_monthly_usd=round(monthly, 2),
         )
     ]
 
@@ -418,32 +364,23 @@ def batch_scheduling_gap(ctx: WorkloadContext, env: Env) -> Result:
     monthly = money.monthly_usd * wasted
     if monthly <= 0:
         return []
-    fields = ("gpu_util", "cpu_util", "gpu", "gpu_count", "replicas")
-    facts, assumptions, confidence = model_evidence(ctx, fields, r)
     return [
-        Finding(
-            rule=rule,
+        workload_finding(
+            ctx,
+            rule,
             level="model",
-            cluster=ctx.cluster,
-            subject=ctx.workload_id,
-            monthly_usd=monthly,
             kind="savings",
-            confidence=confidence,
-            evidence=evidence(
-                env,
-                facts=facts,
-                assumptions=assumptions,
-                threshold=env.threshold(
-                    "batch_util_min_pct", "batch_util_max_pct", "cpu_saturation_pct"
-                ),
-                prices={money.gpu_id: money.price},
-                gpu_spend_monthly_usd=round(money.monthly_usd, 2),
-                idle_fraction=round(wasted, 4),
+            monthly=monthly,
+            fields=("gpu_util", "cpu_util", "gpu", "gpu_count", "replicas"),
+            reader=r,
+            threshold=env.threshold(
+                "batch_util_min_pct", "batch_util_max_pct", "cpu_saturation_pct"
             ),
+            prices={money.gpu_id: money.price},
             recommendation=Recommendation(
-                action="raise_batch_size",
-                params={"target_gpu_util_pct": th.batch_util_max_pct},
+                action="raise_batch_size", params={"target_gpu_util_pct": th.batch_util_max_pct}
             ),
-            claims=[Claim(resource=ctx.resource, usd=monthly)],
+            gpu_spend_monthly_usd=round(money.monthly_usd, 2),
+            idle_fraction=round(wasted, 4),
         )
     ]

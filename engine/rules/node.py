@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from engine.facts import FactReader
-from engine.findings import Claim, Finding, Recommendation
+from engine.findings import Recommendation
 from engine.rules.context import (
     ClusterView,
     Env,
     Result,
     WorkloadContext,
-    confidence_of,
-    evidence,
     facts_evidence,
-    model_evidence,
     spend,
+    workload_finding,
 )
 from engine.units import HOURS_PER_MONTH
 
@@ -40,29 +36,17 @@ def cpu_gpu_imbalance(ctx: WorkloadContext, env: Env) -> Result:
         return []
     r = ctx.reader()
     node = r.text("placement.nodeName")
-    workload_class = r.text("workload.class")
-    fields = ("gpu_util", "cpu_util", "gpu", "gpu_count", "replicas")
-    facts, assumptions, confidence = model_evidence(ctx, fields, r)
     return [
-        Finding(
-            rule=rule,
+        workload_finding(
+            ctx,
+            rule,
             level="node",
-            cluster=ctx.cluster,
-            subject=ctx.workload_id,
-            monthly_usd=monthly,
             kind="savings",
-            confidence=confidence,
-            evidence=evidence(
-                env,
-                facts=facts,
-                assumptions=assumptions,
-                threshold=env.threshold("gpu_low_util_pct", "cpu_saturation_pct"),
-                prices={money.gpu_id: money.price},
-                node=node,
-                workload_class=workload_class,
-                gpu_spend_monthly_usd=round(money.monthly_usd, 2),
-                idle_fraction=round(wasted, 4),
-            ),
+            monthly=monthly,
+            fields=("gpu_util", "cpu_util", "gpu", "gpu_count", "replicas"),
+            reader=r,
+            threshold=env.threshold("gpu_low_util_pct", "cpu_saturation_pct"),
+            prices={money.gpu_id: money.price},
             recommendation=Recommendation(
                 action="add_cpu",
                 params={
@@ -71,7 +55,10 @@ def cpu_gpu_imbalance(ctx: WorkloadContext, env: Env) -> Result:
                     "node": node,
                 },
             ),
-            claims=[Claim(resource=ctx.resource, usd=monthly)],
+            node=node,
+            workload_class=r.text("workload.class"),
+            gpu_spend_monthly_usd=round(money.monthly_usd, 2),
+            idle_fraction=round(wasted, 4),
         )
     ]
 
@@ -100,32 +87,25 @@ def numa_misalignment(ctx: WorkloadContext, env: Env) -> Result:
     if monthly <= 0:
         return []
     node = r.text("placement.nodeName")
-    facts, assumptions, confidence = model_evidence(ctx, ("gpu", "gpu_count", "replicas"), r)
     return [
-        Finding(
-            rule=rule,
+        workload_finding(
+            ctx,
+            rule,
             level="node",
-            cluster=ctx.cluster,
-            subject=ctx.workload_id,
-            monthly_usd=monthly,
             kind="savings",
-            confidence=confidence,
-            evidence=evidence(
-                env,
-                facts=facts,
-                assumptions=assumptions,
-                threshold=env.threshold("numa_spend_fraction"),
-                prices={money.gpu_id: money.price},
-                node=node,
-                gpu_numa_nodes=sorted(set(gpu_nodes)),
-                cpu_numa_nodes=sorted(set(cpu_nodes)),
-                gpu_spend_monthly_usd=round(money.monthly_usd, 2),
-            ),
+            monthly=monthly,
+            fields=("gpu", "gpu_count", "replicas"),
+            reader=r,
+            threshold=env.threshold("numa_spend_fraction"),
+            prices={money.gpu_id: money.price},
             recommendation=Recommendation(
                 action="topology_aware_placement",
                 params={"topology_manager_policy": "single-numa-node", "node": node},
             ),
-            claims=[Claim(resource=ctx.resource, usd=monthly)],
+            node=node,
+            gpu_numa_nodes=sorted(set(gpu_nodes)),
+            cpu_numa_nodes=sorted(set(cpu_nodes)),
+            gpu_spend_monthly_usd=round(money.monthly_usd, 2),
         )
     ]
 
@@ -179,46 +159,39 @@ def colocation_conflict(cluster: ClusterView, env: Env) -> Result:
         monthly = money.monthly_usd * fraction
         if monthly <= 0:
             continue
-        facts, assumptions, _ = model_evidence(ctx, ("gpu", "gpu_count", "replicas"), r)
         neighbour_facts = {
             wid: facts_evidence({"obs.cpu.utilAvgPct": nr.used["obs.cpu.utilAvgPct"]})
             for _, wid, nr in noisy
         }
-        all_facts: dict[str, Any] = dict(facts)
-        for item in neighbour_facts.values():
-            all_facts.update({f"neighbour:{k}": v for k, v in item.items()})
-        confidence = confidence_of(all_facts, assumptions)
         neighbour = noisy[0][1]
         out.append(
-            Finding(
-                rule=rule,
+            workload_finding(
+                ctx,
+                rule,
                 level="node",
-                cluster=ctx.cluster,
-                subject=ctx.workload_id,
-                monthly_usd=monthly,
                 kind="risk",
-                confidence=confidence,
-                evidence=evidence(
-                    env,
-                    facts=facts,
-                    assumptions=assumptions,
-                    threshold={
-                        **env.threshold("cpu_saturation_pct", "colocation_spend_fraction"),
-                        "slo.latencyP99Ms": slo,
-                    },
-                    prices={money.gpu_id: money.price},
-                    node=node,
-                    latency_p99_ms=p99,
-                    neighbour=neighbour,
-                    neighbours={wid: cpu for cpu, wid, _ in noisy},
-                    neighbour_facts=neighbour_facts,
-                    gpu_spend_monthly_usd=round(money.monthly_usd, 2),
-                ),
+                monthly=monthly,
+                fields=("gpu", "gpu_count", "replicas"),
+                reader=r,
+                rated_facts={
+                    f"neighbour:{key}": fact
+                    for cpu_facts in neighbour_facts.values()
+                    for key, fact in cpu_facts.items()
+                },
+                threshold={
+                    **env.threshold("cpu_saturation_pct", "colocation_spend_fraction"),
+                    "slo.latencyP99Ms": slo,
+                },
+                prices={money.gpu_id: money.price},
                 recommendation=Recommendation(
-                    action="separate_workloads",
-                    params={"node": node, "neighbour": neighbour},
+                    action="separate_workloads", params={"node": node, "neighbour": neighbour}
                 ),
-                claims=[Claim(resource=ctx.resource, usd=monthly)],
+                node=node,
+                latency_p99_ms=p99,
+                neighbour=neighbour,
+                neighbours={wid: cpu for cpu, wid, _ in noisy},
+                neighbour_facts=neighbour_facts,
+                gpu_spend_monthly_usd=round(money.monthly_usd, 2),
             )
         )
     return out
@@ -258,37 +231,29 @@ def dark_capacity(ctx: WorkloadContext, env: Env) -> Result:
     price = env.prices.price(gpu.id)
     if price is None:
         return [ctx.gap(rule, [f"price:{gpu.id}"])]
-    monthly = unallocated * price * HOURS_PER_MONTH
     gpus = whole(unallocated)
-    facts = facts_evidence(r.used)
     reported = "node.unallocatedGpuCount" in r.used
     return [
-        Finding(
-            rule=rule,
+        workload_finding(
+            ctx,
+            rule,
             level="node",
-            cluster=ctx.cluster,
-            subject=ctx.workload_id,
-            monthly_usd=monthly,
             kind="savings",
-            confidence=confidence_of(facts, []),
-            evidence=evidence(
-                env,
-                facts=facts,
-                assumptions=[],
-                threshold={"node.unallocatedGpuCount": 0},
-                prices={gpu.id: price},
-                node=ctx.workload.name,
-                gpu=gpu.id,
-                unallocated_gpus=gpus,
-                unallocated_from="reported"
-                if reported
-                else "hardware.gpuCount - node.allocatedGpuCount",
-            ),
+            monthly=unallocated * price * HOURS_PER_MONTH,
+            fields=(),
+            reader=r,
+            threshold={"node.unallocatedGpuCount": 0},
+            prices={gpu.id: price},
             recommendation=Recommendation(
                 action="scale_pool_down",
                 target_gpu=gpu.id,
                 params={"node": ctx.workload.name, "remove_gpus": gpus},
             ),
-            claims=[Claim(resource=ctx.resource, usd=monthly)],
+            node=ctx.workload.name,
+            gpu=gpu.id,
+            unallocated_gpus=gpus,
+            unallocated_from="reported"
+            if reported
+            else "hardware.gpuCount - node.allocatedGpuCount",
         )
     ]
