@@ -15,6 +15,7 @@ from bot import clusters
 from bot.config import Settings
 from bot.context import Context, open_context
 from bot.scheduler import (
+    ACTUATION_JOB,
     DIGEST_JOB,
     ELECTION_JOB,
     PULL_JOB,
@@ -46,7 +47,7 @@ async def test_jobs_have_explicit_ids_and_run_once_at_a_time(fast: Context) -> N
     jobs.start()
     try:
         listed = {job.id: job for job in jobs.scheduler.get_jobs()}
-        assert set(listed) == {ELECTION_JOB, PULL_JOB, RETENTION_JOB, DIGEST_JOB}
+        assert set(listed) == {ELECTION_JOB, PULL_JOB, RETENTION_JOB, DIGEST_JOB, ACTUATION_JOB}
         for job in listed.values():
             assert job.coalesce is True and job.max_instances == 1
             assert job.misfire_grace_time and job.misfire_grace_time >= 30
