@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -40,6 +41,15 @@ from store.findings import OPEN, FindingRow, get_finding, parse_id
 log = logging.getLogger(__name__)
 
 _REASONS = {value: text.lower() for value, text in DISMISS_REASONS}
+
+
+@contextmanager
+def _after_ack(listener: str) -> Iterator[None]:
+    """Keep work done after ack() from raising: Bolt would then drop the ack and answer 404."""
+    try:
+        yield
+    except Exception:
+        log.exception("%s failed after acknowledging Slack", listener)
 
 
 def _origin(body: Mapping[str, Any]) -> dict[str, str | None]:
@@ -107,69 +117,72 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
         await ack()
-        clicked = await button(body, respond)
-        if clicked is None:
-            return
-        finding_id, user = clicked
-        request = DecisionRequest(finding_id, "approve", actor=user, origin=_origin(body))
-        decision = await _decide(ctx, client, request)
-        if not decision.won:
-            await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
-            return
-        _in_background(actuate_and_report(ctx, client=client))
+        with _after_ack("on_approve"):
+            clicked = await button(body, respond)
+            if clicked is None:
+                return
+            finding_id, user = clicked
+            request = DecisionRequest(finding_id, "approve", actor=user, origin=_origin(body))
+            decision = await _decide(ctx, client, request)
+            if not decision.won:
+                await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
+                return
+            _in_background(actuate_and_report(ctx, client=client))
 
     @app.action(REVERT)
     async def on_revert(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
         await ack()
-        clicked = await button(body, respond)
-        if clicked is None:
-            return
-        finding_id, user = clicked
-        row = await asyncio.to_thread(_load, ctx, finding_id)
-        request = DecisionRequest(finding_id, "approve", actor=user, origin=_origin(body))
-        if row is None or not may_decide(settings, user, row.cluster):
-            await asyncio.to_thread(refuse, ctx, request, "not an approver (revert)")
-            decision = Decision("refused" if row else "not_found", row)
-            await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
-            return
-        try:
-            await asyncio.to_thread(request_revert, ctx, finding_id, user)
-        except RevertRefused as exc:
-            await respond(**_ephemeral(Message(str(exc))))
-            return
-        _in_background(actuate_and_report(ctx, client=client))
+        with _after_ack("on_revert"):
+            clicked = await button(body, respond)
+            if clicked is None:
+                return
+            finding_id, user = clicked
+            row = await asyncio.to_thread(_load, ctx, finding_id)
+            request = DecisionRequest(finding_id, "approve", actor=user, origin=_origin(body))
+            if row is None or not may_decide(settings, user, row.cluster):
+                await asyncio.to_thread(refuse, ctx, request, "not an approver (revert)")
+                decision = Decision("refused" if row else "not_found", row)
+                await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
+                return
+            try:
+                await asyncio.to_thread(request_revert, ctx, finding_id, user)
+            except RevertRefused as exc:
+                await respond(**_ephemeral(Message(str(exc))))
+                return
+            _in_background(actuate_and_report(ctx, client=client))
 
     @app.action(DISMISS)
     async def on_dismiss(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
         await ack()
-        clicked = await button(body, respond)
-        if clicked is None:
-            return
-        finding_id, user = clicked
-        origin = _origin(body)
-        row = await asyncio.to_thread(_load, ctx, finding_id)
-        request = DecisionRequest(finding_id, "dismiss", actor=user, origin=origin)
-        if row is not None and not may_decide(settings, user, row.cluster):
-            seq = await asyncio.to_thread(refuse, ctx, request, "not an approver")
-            decision = Decision("refused", row, seq)
-        elif row is None or row.status != OPEN:
-            decision = Decision("not_found" if row is None else "already_decided", row)
-        else:
-            metadata = json.dumps(
-                {
-                    "finding_id": finding_id,
-                    "response_url": body.get("response_url"),
-                    **origin,
-                }
-            )
-            view = dismiss_modal(row, metadata)
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
-            return
-        await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
+        with _after_ack("on_dismiss"):
+            clicked = await button(body, respond)
+            if clicked is None:
+                return
+            finding_id, user = clicked
+            origin = _origin(body)
+            row = await asyncio.to_thread(_load, ctx, finding_id)
+            request = DecisionRequest(finding_id, "dismiss", actor=user, origin=origin)
+            if row is not None and not may_decide(settings, user, row.cluster):
+                seq = await asyncio.to_thread(refuse, ctx, request, "not an approver")
+                decision = Decision("refused", row, seq)
+            elif row is None or row.status != OPEN:
+                decision = Decision("not_found" if row is None else "already_decided", row)
+            else:
+                metadata = json.dumps(
+                    {
+                        "finding_id": finding_id,
+                        "response_url": body.get("response_url"),
+                        **origin,
+                    }
+                )
+                view = dismiss_modal(row, metadata)
+                await client.views_open(trigger_id=body["trigger_id"], view=view)
+                return
+            await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
 
     @app.view(DISMISS_VIEW)
     async def on_dismiss_submit(
@@ -187,48 +200,55 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
             await ack(response_action="errors", errors={"snooze": "Whole days, 1 to 365."})
             return
         await ack()
-        try:
-            metadata = json.loads(view.get("private_metadata") or "{}")
-            finding_id = int(metadata["finding_id"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("a Dismiss form came back without its finding id; ignored")
-            return
-        user = (body.get("user") or {}).get("id", "")
-        verdict: Verdict = "snooze" if days else "dismiss"
-        origin = {key: metadata.get(key) for key in ("slack_user", "team", "channel", "message_ts")}
-        origin["slack_user"] = user
-        request = DecisionRequest(
-            finding_id,
-            verdict,
-            actor=user,
-            reason=reason,
-            snooze_until=utcnow() + timedelta(days=days) if days else None,
-            origin=origin,
-        )
-        decision = await _decide(ctx, client, request)
-        if decision.won:
-            return
-        reply = decision_reply(decision, finding_id, user)
-        if metadata.get("response_url"):
-            await AsyncWebhookClient(str(metadata["response_url"])).send(**_ephemeral(reply))
-        elif origin.get("channel"):
-            await client.chat_postEphemeral(
-                channel=str(origin["channel"]), user=user, **reply.as_kwargs()
+        with _after_ack("on_dismiss_submit"):
+            try:
+                metadata = json.loads(view.get("private_metadata") or "{}")
+                finding_id = int(metadata["finding_id"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("a Dismiss form came back without its finding id; ignored")
+                return
+            user = (body.get("user") or {}).get("id", "")
+            verdict: Verdict = "snooze" if days else "dismiss"
+            origin = {
+                key: metadata.get(key) for key in ("slack_user", "team", "channel", "message_ts")
+            }
+            origin["slack_user"] = user
+            request = DecisionRequest(
+                finding_id,
+                verdict,
+                actor=user,
+                reason=reason,
+                snooze_until=utcnow() + timedelta(days=days) if days else None,
+                origin=origin,
             )
+            decision = await _decide(ctx, client, request)
+            if decision.won:
+                return
+            reply = decision_reply(decision, finding_id, user)
+            if metadata.get("response_url"):
+                await AsyncWebhookClient(str(metadata["response_url"])).send(**_ephemeral(reply))
+            elif origin.get("channel"):
+                await client.chat_postEphemeral(
+                    channel=str(origin["channel"]), user=user, **reply.as_kwargs()
+                )
 
     @app.action(EXPLAIN)
     async def on_explain(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        clicked = await button(body, respond)
-        if clicked is not None:
-            await respond(**_ephemeral(await explanation(ctx, clicked[0])))
+        with _after_ack("on_explain"):
+            clicked = await button(body, respond)
+            if clicked is not None:
+                await respond(**_ephemeral(await explanation(ctx, clicked[0])))
 
     @app.command("/steward")
     async def on_command(
         ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
         await ack()
-        reply = await run_command(ctx, str(command.get("text") or ""), caller_of(command), client)
-        await respond(response_type="ephemeral", **reply.as_kwargs())
+        with _after_ack("on_command"):
+            reply = await run_command(
+                ctx, str(command.get("text") or ""), caller_of(command), client
+            )
+            await respond(response_type="ephemeral", **reply.as_kwargs())
 
     return app

@@ -249,3 +249,14 @@ def test_cli_approve_and_dismiss_take_the_same_path_and_update_slack(
     assert again.exit_code == 1 and "already approved by ops (CLI)" in again.output
     bad = runner.invoke(app, ["approve", "nope", "--as", "ops"], env=env)
     assert bad.exit_code == 1 and "not a finding id" in bad.output
+
+
+def test_a_failure_after_the_ack_still_answers_slack_at_once(
+    slack_server: LiveServer, fake_slack: FakeSlackApi
+) -> None:
+    """Bolt forgets an ack when the listener raises right after it; Steward's never raise."""
+    # A bad value is answered at once through response_url, which here cannot be reached.
+    payload = action_payload("finding_approve", "not-an-id", response_url="http://")
+    started = time.monotonic()
+    reply = post(slack_server, form(payload))
+    assert reply.status_code == 200 and time.monotonic() - started < 2.5
