@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from store.audit import AuditEntry, append
 from store.db import utcnow
-from store.findings import APPROVED, DISMISSED, OPEN, SNOOZED, FindingRow, stringify
+from store.findings import APPROVED, DISMISSED, OPEN, SNOOZED, FindingRow, figures
 from store.signing import Signer
 
 Verdict = Literal["approve", "dismiss", "snooze"]
@@ -64,21 +64,6 @@ class DecisionResult:
     def won(self) -> bool:
         """True when this request made the decision."""
         return self.outcome == "decided"
-
-
-def figures(row: FindingRow) -> dict[str, Any]:
-    """The finding's figures at decision time, amounts as strings (canonical audit JSON)."""
-    return {
-        "finding": row.public_id,
-        "fingerprint": row.fingerprint,
-        "rule": row.rule,
-        "cluster": row.cluster,
-        "subject": row.subject,
-        "monthly_usd": str(row.monthly_usd),
-        "kind": row.kind,
-        "confidence": row.confidence,
-        "recommendation": stringify(row.recommendation),
-    }
 
 
 def _origin(origin: Mapping[str, str | None]) -> dict[str, str | None]:

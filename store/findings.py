@@ -156,7 +156,7 @@ def _usd(value: float) -> Decimal:
     return Decimal(str(round(value, 2))).quantize(Decimal("0.01"))
 
 
-def _figures(row: FindingRow) -> dict[str, Any]:
+def figures(row: FindingRow) -> dict[str, Any]:
     """The figures an audit record keeps; amounts as strings (canonical JSON)."""
     return {
         "finding": row.public_id,
@@ -191,7 +191,7 @@ def _audit(session: Session, signer: Signer, action: str, row: FindingRow, **ext
         actor="engine",
         action=action,
         subject=f"finding:{row.public_id}",
-        body={**_figures(row), **stringify(extra)},
+        body={**figures(row), **stringify(extra)},
     )
     row.audit_seq = entry.seq
 
