@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import os
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from engine.prices import PriceBook, default_price_book
 from engine.thresholds import Thresholds
 from store.db import make_engine, make_sessionmaker
 from store.migrate import current_revision, head_revision, upgrade
-from store.signing import Signer, SigningKeyError, load_signer
+from store.signing import Signer, SigningKeyError, load_signer, read_private_file
 
 
 class ConfigError(RuntimeError):
@@ -44,25 +42,6 @@ class Context:
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
-
-
-def read_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
-    """Read a secret file, creating it (mode 0600, random bytes) when absent.
-
-    A file that others can read is refused: a leaked pepper lets anyone holding
-    a copy of the database test guesses at API keys offline.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(base64.b64encode(secrets.token_bytes(nbytes)).decode() + "\n")
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{path} is readable by other users; run `chmod 600 {path}`")
-    return path.read_bytes().strip()
 
 
 def _read_yaml(path: Path, what: str) -> Any:
@@ -111,6 +90,21 @@ def load_engine_config(path: Path | None) -> tuple[Thresholds, CapacityConstants
         raise ConfigError(f"{path} is not valid: {exc}") from exc
 
 
+def _pepper(settings: Settings) -> bytes:
+    """The API key pepper: from the environment, or its own 0600 file.
+
+    A leaked pepper lets anyone holding a copy of the database test guesses
+    at API keys offline, so it never lives in the database.
+    """
+    if settings.key_pepper is not None:
+        return settings.key_pepper.get_secret_value().encode()
+    return read_private_file(
+        settings.key_pepper_file,
+        lambda: base64.b64encode(secrets.token_bytes(32)) + b"\n",
+        "API key pepper",
+    )
+
+
 def open_context(settings: Settings | None = None, *, migrate: bool = True) -> Context:
     """Open the database (upgrading its schema when asked) and load the keys."""
     settings = settings or Settings()
@@ -118,15 +112,12 @@ def open_context(settings: Settings | None = None, *, migrate: bool = True) -> C
     thresholds, constants = load_engine_config(settings.engine_config)
     try:
         signer = load_signer(settings.signing_key_file)
+        pepper = _pepper(settings)
     except SigningKeyError as exc:
         raise ConfigError(str(exc)) from exc
     engine = make_engine(settings.database_url)
     if migrate and current_revision(engine) != head_revision():
         upgrade(engine)
-    if settings.key_pepper is not None:
-        pepper = settings.key_pepper.get_secret_value().encode()
-    else:
-        pepper = read_or_create_secret(settings.key_pepper_file)
     return Context(
         settings=settings,
         engine=engine,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,40 +87,58 @@ def signature_valid(key: VerifyKey, message: bytes, signature: bytes) -> bool:
     return True
 
 
-def write_new_key(path: Path) -> Signer:
-    """Create `path` holding a fresh key, mode 0600; fails if the file already exists.
+def create_private_file(path: Path, content: bytes) -> None:
+    """Create `path` holding `content`, mode 0600; fails if the file already exists.
 
-    O_CREAT|O_EXCL with mode 0600 means the seed is never readable by others,
+    O_CREAT|O_EXCL with mode 0600 means the secret is never readable by others,
     not even for the instant between creating the file and a chmod.
     """
-    signer = Signer.generate()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, (bytes(signer.signing_key).hex() + "\n").encode())
+        os.write(fd, content)
         os.fsync(fd)
     finally:
         os.close(fd)
-    return signer
 
 
-def load_signer(path: Path | str) -> Signer:
-    """The signing key in `path`, created (mode 0600) when the file is absent."""
+def read_private_file(path: Path | str, make: Callable[[], bytes], what: str) -> bytes:
+    """The secret in `path`, created from `make()` (mode 0600) when the file is absent.
+
+    A file that group or others can read is refused with the command that fixes it.
+    """
     path = Path(path)
     try:
-        return write_new_key(path)
+        content = make()
+        create_private_file(path, content)
+        return content.strip()
     except FileExistsError:
         pass
     except OSError as exc:
         raise SigningKeyError(
-            f"cannot create the audit signing key {path}: {exc.strerror}; "
-            "check the directory exists and is writable, or set STEWARD_SIGNING_KEY_FILE"
+            f"cannot create the {what} {path}: {exc.strerror}; "
+            "check the directory exists and is writable"
         ) from exc
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SigningKeyError(
-            f"the audit signing key {path} is readable by other users; run `chmod 600 {path}`"
+            f"the {what} {path} is readable by other users; run `chmod 600 {path}`"
         )
-    text = path.read_text(encoding="ascii", errors="replace").strip()
+    return path.read_bytes().strip()
+
+
+def _new_seed() -> bytes:
+    return (bytes(SigningKey.generate()).hex() + "\n").encode()
+
+
+def write_new_key(path: Path) -> Signer:
+    """Create `path` holding a fresh key, mode 0600; fails if the file already exists."""
+    content = _new_seed()
+    create_private_file(path, content)
+    return Signer.from_seed(bytes.fromhex(content.decode().strip()))
+
+
+def load_signer(path: Path | str) -> Signer:
+    """The signing key in `path`, created (mode 0600) when the file is absent."""
+    text = read_private_file(path, _new_seed, "audit signing key").decode("ascii", "replace")
     try:
         seed = bytes.fromhex(text)
     except ValueError:
