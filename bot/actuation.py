@@ -20,7 +20,7 @@ from bot.notify import update_message
 from bot.pipeline import evaluate_now
 from bot.slack.client import make_client
 from bot.wording import render
-from engine.plans import ActionPlan
+from engine.plans import ActionPlan, plan_for
 from store import actuations
 from store.audit import append
 from store.db import reading, transaction, utcnow
@@ -138,8 +138,6 @@ def still_holds(ctx: Context, row: FindingRow, plan: ActionPlan) -> str | None:
     current = next((f for f in evaluation.findings if f.fingerprint == row.fingerprint), None)
     if current is None:
         return "the condition no longer holds in the latest facts"
-    from engine.plans import plan_for
-
     if plan_for(current).model_dump(mode="json") != plan.model_dump(mode="json"):
         return "the latest facts call for a different change than the one approved"
     approved = float(row.decided_usd if row.decided_usd is not None else row.monthly_usd)
