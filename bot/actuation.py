@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -155,52 +156,74 @@ def _worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+@dataclass(frozen=True)
+class _Next:
+    """A claimed outbox row, re-checked: what to ask of the actuator, or why it went stale."""
+
+    outbox_id: int
+    kind: str
+    request: ActuationRequest
+    why_stale: str | None
+
+
+def _claim_next(ctx: Context, actuator: str) -> _Next | None:
+    """Claim the next pending outbox row, re-check an apply, and audit the request."""
+    lease = timedelta(seconds=ctx.settings.actuation_lease_seconds)
+    with transaction(ctx.sessions) as session:
+        claimed = actuations.claim(session, _worker(), lease)
+        if claimed is None:
+            return None
+        row = session.get(FindingRow, claimed.finding_id)
+        assert row is not None  # the foreign key guarantees it
+        plan = ActionPlan.model_validate(claimed.plan)
+        outbox_id, kind, key = claimed.id, claimed.kind, claimed.idempotency_key
+        if kind == "apply":
+            row.status = ACTUATING
+        row.updated_at = utcnow()
+        _audit(session, ctx, "actuation.claimed", row, "actuator", kind=kind, worker=_worker())
+        clusters = _access(session, {target.cluster for target in plan.targets})
+        public_id = row.public_id
+    request = ActuationRequest(public_id, kind, key, plan, clusters)
+    why_stale = still_holds(ctx, row, plan) if kind == "apply" else None
+    if why_stale is None:
+        with transaction(ctx.sessions) as session:
+            row = session.get(FindingRow, claimed.finding_id)
+            assert row is not None
+            _audit(
+                session,
+                ctx,
+                "actuation.requested",
+                row,
+                "actuator",
+                kind=kind,
+                actuator=actuator,
+                plan=plan.model_dump(mode="json"),
+            )
+    return _Next(outbox_id, kind, request, why_stale)
+
+
 async def run_pending(ctx: Context, actuator: Actuator | None = None) -> list[Processed]:
-    """Carry out every pending outbox row, one at a time; safe to run on every replica."""
+    """Carry out every pending outbox row, one at a time; safe to run on every replica.
+
+    The database work and the re-check (a fleet evaluation) run in a worker
+    thread, so the event loop that answers Slack and the API never waits on them.
+    """
     actuator = actuator or make_actuator(ctx)
     done: list[Processed] = []
-    lease = timedelta(seconds=ctx.settings.actuation_lease_seconds)
-    while True:
-        with transaction(ctx.sessions) as session:
-            claimed = actuations.claim(session, _worker(), lease)
-            if claimed is None:
-                break
-            row = session.get(FindingRow, claimed.finding_id)
-            assert row is not None  # the foreign key guarantees it
-            plan = ActionPlan.model_validate(claimed.plan)
-            outbox_id, kind, key = claimed.id, claimed.kind, claimed.idempotency_key
-            if kind == "apply":
-                row.status = ACTUATING
-            row.updated_at = utcnow()
-            _audit(session, ctx, "actuation.claimed", row, "actuator", kind=kind, worker=_worker())
-            clusters = _access(session, {target.cluster for target in plan.targets})
-            public_id = row.public_id
-        why_stale = still_holds(ctx, row, plan) if kind == "apply" else None
-        if why_stale is not None:
-            result = ActuationResult(False, why_stale)
+    while (step := await asyncio.to_thread(_claim_next, ctx, actuator.name)) is not None:
+        if step.why_stale is not None:
+            result = ActuationResult(False, step.why_stale)
             status = STALE
         else:
-            with transaction(ctx.sessions) as session:
-                row = session.get(FindingRow, claimed.finding_id)
-                assert row is not None
-                _audit(
-                    session,
-                    ctx,
-                    "actuation.requested",
-                    row,
-                    "actuator",
-                    kind=kind,
-                    actuator=actuator.name,
-                    plan=plan.model_dump(mode="json"),
-                )
-            request = ActuationRequest(public_id, kind, key, plan, clusters)
             try:
-                result = await actuator.apply(request)
+                result = await actuator.apply(step.request)
             except Exception as exc:  # an actuator bug must not leave the row running
-                log.exception("actuator %s failed on %s", actuator.name, public_id)
+                log.exception("actuator %s failed on %s", actuator.name, step.request.finding)
                 result = ActuationResult(False, f"actuator error: {type(exc).__name__}")
             status = actuations.DONE if result.ok else FAILED
-        done.append(_record(ctx, outbox_id, kind, status, result))
+        done.append(
+            await asyncio.to_thread(_record, ctx, step.outbox_id, step.kind, status, result)
+        )
     return done
 
 
@@ -278,12 +301,16 @@ async def actuate_and_report(
     return done
 
 
+def _read_finding(ctx: Context, finding_id: int) -> FindingRow | None:
+    with reading(ctx.sessions) as session:
+        return session.get(FindingRow, finding_id)
+
+
 async def _report(ctx: Context, client: AsyncWebClient, processed: Processed) -> None:
     finding_id = parse_id(processed.finding)
     if finding_id is None:
         return
-    with reading(ctx.sessions) as session:
-        row = session.get(FindingRow, finding_id)
+    row = await asyncio.to_thread(_read_finding, ctx, finding_id)
     if row is None or row.slack_channel is None or row.slack_ts is None:
         return
     await update_message(client, row)

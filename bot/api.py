@@ -22,6 +22,7 @@ from bot.ingest import IngestError, decode_json, parse_payload
 from bot.pipeline import ingest_and_evaluate
 from bot.request_body import BodyTooLarge, read_capped
 from bot.slack import guard as slack_guard
+from bot.slack.client import pooled_connections
 from bot.wording import finding_json
 from store import keys
 from store.db import ping, transaction
@@ -75,18 +76,19 @@ def create_app(
     """
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if not scheduler:
-            yield
-            return
-        from bot.scheduler import Scheduler
+    async def lifespan(served: FastAPI) -> AsyncIterator[None]:
+        async with pooled_connections(getattr(served.state, "slack_client", None)):
+            if not scheduler:
+                yield
+                return
+            from bot.scheduler import Scheduler
 
-        jobs = Scheduler(ctx)
-        jobs.start()
-        try:
-            yield
-        finally:
-            await jobs.shutdown()
+            jobs = Scheduler(ctx)
+            jobs.start()
+            try:
+                yield
+            finally:
+                await jobs.shutdown()
 
     app = FastAPI(
         title="Steward",

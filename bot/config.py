@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     slack_max_bytes: int = Field(
         262_144, gt=0, description="largest accepted /slack/events body, in bytes"
     )
+    slack_work_concurrency: int = Field(
+        4, gt=0, description="Slack clicks and commands worked on at once after their ack"
+    )
     signing_key_file: Path = Field(
         Path("./steward-signing.key"),
         description="Ed25519 audit signing key; created with mode 0600 when absent",

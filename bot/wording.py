@@ -117,6 +117,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        auto_reload=False,  # templates ship with the package; no stat() on every render
     )
     env.filters.update(FILTERS)
     return env

@@ -1,7 +1,9 @@
 """The Bolt app: Approve, Dismiss and Explain buttons, the Dismiss form and `/steward`.
 
 Every listener acknowledges first and works after: Bolt answers Slack as soon
-as `ack()` is called and lets the listener finish in the background.
+as `ack()` is called and lets the listener finish in the background. The first
+thing done after the ack is to claim the delivery (`_first_time`), so a Slack
+retry or a replayed request does no work twice.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -34,6 +36,7 @@ from bot.decisions import Decision, decide_finding, may_decide, refuse
 from bot.notify import update_message
 from bot.slack.client import make_client
 from bot.slack.commands import caller_of, decision_reply, explanation, run_command
+from bot.slack.guard import DELIVERY_KEY, first_delivery
 from store.db import transaction, utcnow
 from store.decisions import DecisionRequest, Verdict
 from store.findings import OPEN, FindingRow, get_finding, parse_id
@@ -43,13 +46,31 @@ log = logging.getLogger(__name__)
 _REASONS = {value: text.lower() for value, text in DISMISS_REASONS}
 
 
-@contextmanager
-def _after_ack(listener: str) -> Iterator[None]:
-    """Keep work done after ack() from raising: Bolt would then drop the ack and answer 404."""
-    try:
-        yield
-    except Exception:
-        log.exception("%s failed after acknowledging Slack", listener)
+class _AfterAck:
+    """Where listeners work once Slack has its ack: a few at a time, never raising.
+
+    Bounding the work keeps acknowledgements quick in a burst of clicks: the
+    acks share the event loop (and the GIL) with whatever work is running, so
+    the rest of the work waits its turn instead. An exception here is logged:
+    raised, Bolt would drop the ack and answer 404.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._slots = asyncio.Semaphore(slots)
+
+    @asynccontextmanager
+    async def __call__(self, listener: str) -> AsyncIterator[None]:
+        async with self._slots:
+            try:
+                yield
+            except Exception:
+                log.exception("%s failed after acknowledging Slack", listener)
+
+
+async def _first_time(ctx: Context, context: AsyncBoltContext) -> bool:
+    """Claim this delivery; False for a Slack retry or a replay, which must do no work."""
+    key = context.get(DELIVERY_KEY)
+    return key is None or await asyncio.to_thread(first_delivery, ctx, key)
 
 
 def _origin(body: Mapping[str, Any]) -> dict[str, str | None]:
@@ -66,6 +87,25 @@ def _origin(body: Mapping[str, Any]) -> dict[str, str | None]:
 
 def _ephemeral(message: Message) -> dict[str, Any]:
     return {"response_type": "ephemeral", "replace_original": False, **message.as_kwargs()}
+
+
+Respond = Callable[..., Awaitable[Any]]
+
+
+def _responder(client: AsyncWebClient, body: Mapping[str, Any]) -> Respond:
+    """Reply to the interaction's response_url over `client`'s pooled connections.
+
+    Bolt's own `respond` opens a new connection for every reply.
+    """
+    url = body.get("response_url")
+
+    async def respond(**message: Any) -> None:
+        if not url:
+            log.warning("no response_url to reply to; the reply was not sent")
+            return
+        await AsyncWebhookClient(str(url), session=client.session).send(**message)
+
+    return respond
 
 
 def _load(ctx: Context, finding_id: int) -> FindingRow | None:
@@ -95,15 +135,19 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
     settings = ctx.settings
     assert settings.slack_signing_secret is not None, "mount() checks Slack is configured"
     web = client or make_client(settings)
+    after_ack = _AfterAck(settings.slack_work_concurrency)
     app = AsyncApp(
         client=web,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         process_before_response=False,
         raise_error_for_unhandled_request=False,
+        # The guard in front (bot/slack/guard.py) has verified signature and
+        # timestamp on the raw bytes; Bolt need not compute the HMAC again.
+        request_verification_enabled=False,
         logger=log,
     )
 
-    async def button(body: Mapping[str, Any], respond: AsyncRespond) -> tuple[int, str] | None:
+    async def button(body: Mapping[str, Any], respond: Respond) -> tuple[int, str] | None:
         user = (body.get("user") or {}).get("id", "")
         value = (body.get("actions") or [{}])[0].get("value", "")
         finding_id = parse_id(str(value))
@@ -114,10 +158,16 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
 
     @app.action(APPROVE)
     async def on_approve(
-        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+        ack: AsyncAck,
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
     ) -> None:
         await ack()
-        with _after_ack("on_approve"):
+        respond = _responder(client, body)
+        async with after_ack("on_approve"):
+            if not await _first_time(ctx, context):
+                return
             clicked = await button(body, respond)
             if clicked is None:
                 return
@@ -131,10 +181,16 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
 
     @app.action(REVERT)
     async def on_revert(
-        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+        ack: AsyncAck,
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
     ) -> None:
         await ack()
-        with _after_ack("on_revert"):
+        respond = _responder(client, body)
+        async with after_ack("on_revert"):
+            if not await _first_time(ctx, context):
+                return
             clicked = await button(body, respond)
             if clicked is None:
                 return
@@ -155,10 +211,16 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
 
     @app.action(DISMISS)
     async def on_dismiss(
-        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+        ack: AsyncAck,
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
     ) -> None:
         await ack()
-        with _after_ack("on_dismiss"):
+        respond = _responder(client, body)
+        async with after_ack("on_dismiss"):
+            if not await _first_time(ctx, context):
+                return
             clicked = await button(body, respond)
             if clicked is None:
                 return
@@ -186,7 +248,11 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
 
     @app.view(DISMISS_VIEW)
     async def on_dismiss_submit(
-        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+        ack: AsyncAck,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
     ) -> None:
         values = view.get("state", {}).get("values", {})
         option = ((values.get("reason") or {}).get("reason") or {}).get("selected_option") or {}
@@ -200,7 +266,9 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
             await ack(response_action="errors", errors={"snooze": "Whole days, 1 to 365."})
             return
         await ack()
-        with _after_ack("on_dismiss_submit"):
+        async with after_ack("on_dismiss_submit"):
+            if not await _first_time(ctx, context):
+                return
             try:
                 metadata = json.loads(view.get("private_metadata") or "{}")
                 finding_id = int(metadata["finding_id"])
@@ -226,26 +294,38 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
                 return
             reply = decision_reply(decision, finding_id, user)
             if metadata.get("response_url"):
-                await AsyncWebhookClient(str(metadata["response_url"])).send(**_ephemeral(reply))
+                webhook = AsyncWebhookClient(str(metadata["response_url"]), session=client.session)
+                await webhook.send(**_ephemeral(reply))
             elif origin.get("channel"):
                 await client.chat_postEphemeral(
                     channel=str(origin["channel"]), user=user, **reply.as_kwargs()
                 )
 
     @app.action(EXPLAIN)
-    async def on_explain(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_explain(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+    ) -> None:
         await ack()
-        with _after_ack("on_explain"):
+        respond = _responder(client, body)
+        async with after_ack("on_explain"):
+            if not await _first_time(ctx, context):
+                return
             clicked = await button(body, respond)
             if clicked is not None:
                 await respond(**_ephemeral(await explanation(ctx, clicked[0])))
 
     @app.command("/steward")
     async def on_command(
-        ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+        ack: AsyncAck,
+        command: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
     ) -> None:
         await ack()
-        with _after_ack("on_command"):
+        respond = _responder(client, command)
+        async with after_ack("on_command"):
+            if not await _first_time(ctx, context):
+                return
             reply = await run_command(
                 ctx, str(command.get("text") or ""), caller_of(command), client
             )

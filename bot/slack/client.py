@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -25,3 +29,22 @@ def make_client(settings: Settings) -> AsyncWebClient | None:
     )
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
     return client
+
+
+@asynccontextmanager
+async def pooled_connections(client: AsyncWebClient | None) -> AsyncIterator[None]:
+    """While open, `client` keeps its connections to Slack alive between calls.
+
+    Without a session slack_sdk opens a new aiohttp session (a new TCP and TLS
+    connection) per call. Bolt hands each listener a copy of the app's client
+    that shares this session, and replies to response_url go through it too.
+    """
+    if client is None:
+        yield
+        return
+    async with aiohttp.ClientSession() as session:
+        client.session = session
+        try:
+            yield
+        finally:
+            client.session = None

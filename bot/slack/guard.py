@@ -2,10 +2,15 @@
 
 Everything here runs on the raw bytes BEFORE Bolt sees the request, so that an
 unsigned, stale, malformed or oversized request gets a 4xx and never reaches a
-listener (Bolt alone answers 500 to some unsigned malformed bodies). A delivery
-Slack retries (`X-Slack-Retry-Num`) — or anyone replays — is acknowledged and
-does no work: its key (trigger id or event id) is recorded in
-`handled_deliveries` the first time and refused by the primary key after that.
+listener (Bolt alone answers 500 to some unsigned malformed bodies).
+
+A delivery Slack retries (`X-Slack-Retry-Num`) — or anyone replays — is
+acknowledged and does no work. Its key (trigger id or event id) travels to the
+listener in Bolt's context as `DELIVERY_KEY`; the listener claims it in
+`handled_deliveries` right AFTER acknowledging (`first_delivery`), so the
+acknowledgement never waits on a database write, and a second claim of the
+same key is refused by the primary key. A retry whose key is already claimed
+is answered here, without Bolt.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from starlette.types import Message
 
 from bot.context import Context
 from bot.request_body import BodyTooLarge, read_capped
-from store.db import transaction, utcnow
+from store.db import reading, transaction, utcnow
 from store.events import HandledDelivery
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,7 @@ def delivery_key(text: str) -> str | None:
     raise Rejected(400, "not a Slack event, command or interaction")
 
 
+DELIVERY_KEY = "steward_delivery_key"  # Bolt context property carrying the delivery's key
 _calls = itertools.count(1)
 
 
@@ -130,6 +136,12 @@ def first_delivery(ctx: Context, key: str) -> bool:
                 delete(HandledDelivery).where(HandledDelivery.created_at < now - DELIVERY_KEEP)
             )
     return inserted
+
+
+def already_handled(ctx: Context, key: str) -> bool:
+    """Whether `key` was claimed by an earlier delivery (a read: it never waits for writers)."""
+    with reading(ctx.sessions) as session:
+        return session.get(HandledDelivery, key[:255]) is not None
 
 
 def _replay(body: bytes) -> Any:
@@ -163,7 +175,9 @@ def mount(app: FastAPI, ctx: Context, client: AsyncWebClient | None = None) -> N
         from bot.slack.app import build_app
 
         verifier = SignatureVerifier(secret.get_secret_value())
-        handler = AsyncSlackRequestHandler(build_app(ctx, client))
+        bolt = build_app(ctx, client)
+        handler = AsyncSlackRequestHandler(bolt)
+        app.state.slack_client = bolt.client  # pooled for the app's lifetime (create_app)
 
     @app.post("/slack/events", include_in_schema=True)
     async def slack_events(request: Request) -> Response:
@@ -180,7 +194,10 @@ def mount(app: FastAPI, ctx: Context, client: AsyncWebClient | None = None) -> N
         except Rejected as exc:
             log.info("refused a /slack/events request: %s", exc.message)
             return JSONResponse({"detail": exc.message}, status_code=exc.status)
-        if key is not None and not await run_in_threadpool(first_delivery, ctx, key):
+        retried = "x-slack-retry-num" in request.headers
+        if key is not None and retried and await run_in_threadpool(already_handled, ctx, key):
             log.info("ignored a repeated Slack delivery %s", key)
             return Response(status_code=200, headers={"X-Slack-No-Retry": "1"})
-        return await handler.handle(Request(request.scope, _replay(body)))
+        return await handler.handle(
+            Request(request.scope, _replay(body)), addition_context_properties={DELIVERY_KEY: key}
+        )

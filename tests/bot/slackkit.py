@@ -26,7 +26,7 @@ from store.audit import AuditRecord
 from store.db import transaction, utcnow
 from store.findings import OPEN, FindingRow
 from tests.conftest import LiveServer
-from tests.fakes.slack_api import TEAM, FakeSlackApi
+from tests.fakes.slack_api import TEAM, FakeSlackApi, FakeSlackProcess
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TOKEN = "xoxb-steward-test"
@@ -37,7 +37,9 @@ CHANNEL = "C0FINDINGS"
 DIGEST_CHANNEL = "C0DIGEST"
 
 
-def slack_settings(settings: Settings, fake: FakeSlackApi, **extra: Any) -> Settings:
+def slack_settings(
+    settings: Settings, fake: FakeSlackApi | FakeSlackProcess, **extra: Any
+) -> Settings:
     """`settings` with Slack configured against the fake."""
     return settings.model_copy(
         update={
@@ -111,10 +113,11 @@ def post(
     content_type: str = FORM,
     headers: dict[str, str] | None = None,
     signed: bool = True,
+    timeout: float = 30,
 ) -> httpx.Response:
     """POST to /slack/events, signed unless told otherwise."""
     sent = {"Content-Type": content_type, **(sign(body) if signed else {}), **(headers or {})}
-    return httpx.post(f"{server.url}/slack/events", content=body, headers=sent, timeout=30)
+    return httpx.post(f"{server.url}/slack/events", content=body, headers=sent, timeout=timeout)
 
 
 def action_payload(

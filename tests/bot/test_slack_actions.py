@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -260,3 +262,45 @@ def test_a_failure_after_the_ack_still_answers_slack_at_once(
     started = time.monotonic()
     reply = post(slack_server, form(payload))
     assert reply.status_code == 200 and time.monotonic() - started < 2.5
+
+
+@contextmanager
+def _writes_held(ctx: Context) -> Iterator[None]:
+    """Hold the database's write lock (SQLite) or lock out writers of the tables a click writes."""
+    with ctx.engine.begin() as conn:  # on SQLite this is BEGIN IMMEDIATE (store.db)
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE handled_deliveries, findings IN EXCLUSIVE MODE")
+        yield
+
+
+def test_the_ack_never_waits_for_a_database_write(
+    slack_ctx: Context, slack_server: LiveServer, fake_slack: FakeSlackApi
+) -> None:
+    """Claiming the delivery and deciding happen after the ack, so a busy database delays
+    the decision, never Slack's acknowledgement (Slack gives up after 3 seconds)."""
+    finding_id = _posted(slack_ctx)
+    payload = action_payload(
+        "finding_approve", f"F-{finding_id}", response_url=fake_slack.respond_url()
+    )
+    with _writes_held(slack_ctx):
+        reply = post(slack_server, form(payload), timeout=5)
+        assert reply.status_code == 200, reply.text
+        time.sleep(0.2)
+        assert fake_slack.calls("chat.update") == []  # the decision waits for the lock
+    row = _wait_status(slack_ctx, finding_id, "approved")
+    assert row.decided_by == APPROVER
+    fake_slack.wait_for("chat.update")
+
+
+def test_calls_to_slack_reuse_connections(
+    slack_ctx: Context, slack_server: LiveServer, fake_slack: FakeSlackApi
+) -> None:
+    finding_id = _posted(slack_ctx)
+    _click(slack_server, fake_slack, "finding_approve", finding_id)
+    fake_slack.wait_for("chat.update")
+    for user in (APPROVER_2, APPROVER, APPROVER_2):
+        _click(slack_server, fake_slack, "finding_approve", finding_id, user=user)
+    fake_slack.wait_for("respond", 3)
+    calls = fake_slack.calls()
+    # Web API calls and response_url replies share kept-alive connections.
+    assert len({call.peer for call in calls}) < len(calls), [c.method for c in calls]

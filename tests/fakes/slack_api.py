@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ class Call:
     path: str
     headers: dict[str, str]
     raw: bytes = b""
+    peer: tuple[str, int] = ("", 0)  # the caller's address: one per TCP connection
 
 
 @dataclass
@@ -52,6 +55,15 @@ def _decode_args(content_type: str, raw: bytes, query: str) -> dict[str, Any]:
             with contextlib.suppress(ValueError):
                 args[key] = json.loads(args[key])
     return args
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # bursts of concurrent calls must not overflow the listen backlog
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A caller that went away mid-answer (a stopped Steward) is not the fake's error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakeSlackApi:
@@ -79,14 +91,23 @@ class FakeSlackApi:
                     file_id = parsed.path.rsplit("/", 1)[-1]
                     with state.lock:
                         state.uploads[file_id] = raw
-                        call = Call("upload", {"file_id": file_id}, self.path, headers, raw)
+                        call = Call(
+                            "upload",
+                            {"file_id": file_id},
+                            self.path,
+                            headers,
+                            raw,
+                            self.client_address,
+                        )
                         state.calls.append(call)
                     self._send(200, b"OK - " + str(len(raw)).encode(), "text/plain")
                     return
                 if parsed.path.startswith("/respond/"):
                     args = _decode_args(headers.get("content-type", ""), raw, parsed.query)
                     with state.lock:
-                        state.calls.append(Call("respond", args, self.path, headers, raw))
+                        state.calls.append(
+                            Call("respond", args, self.path, headers, raw, self.client_address)
+                        )
                     self._send(200, b"ok", "text/plain")
                     return
                 method = parsed.path.removeprefix("/api/")
@@ -94,10 +115,16 @@ class FakeSlackApi:
                 with state.lock:
                     if state.throttle.get(method, 0) > 0:
                         state.throttle[method] -= 1
-                        state.calls.append(Call(f"{method}:429", args, self.path, headers, raw))
+                        state.calls.append(
+                            Call(
+                                f"{method}:429", args, self.path, headers, raw, self.client_address
+                            )
+                        )
                         self._send(429, b'{"ok":false,"error":"ratelimited"}', retry_after="1")
                         return
-                    state.calls.append(Call(method, args, self.path, headers, raw))
+                    state.calls.append(
+                        Call(method, args, self.path, headers, raw, self.client_address)
+                    )
                 reply = fake.answer(method, args)
                 self._send(200, json.dumps(reply).encode())
 
@@ -116,7 +143,7 @@ class FakeSlackApi:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.api_url = f"{self.url}/api/"
@@ -194,3 +221,44 @@ class FakeSlackApi:
         with self.state.lock:
             self.state.calls.clear()
             self.state.uploads.clear()
+
+
+class FakeSlackProcess:
+    """The fake in a process of its own, so its work does not share a GIL with the caller's.
+
+    Only its addresses are available (`api_url`, `respond_url`); calls are not
+    recorded back. Used by the benchmarks.
+    """
+
+    def __enter__(self) -> FakeSlackProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.slack_api"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+        if not self.url:
+            raise RuntimeError("the fake Slack process did not start")
+        self.api_url = f"{self.url}/api/"
+        return self
+
+    def respond_url(self, name: str = "r") -> str:
+        return f"{self.url}/respond/{name}"
+
+    def __exit__(self, *_exc: object) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()  # the child stops when its stdin closes
+        self.process.stdout.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+if __name__ == "__main__":
+    with FakeSlackApi() as served:
+        print(served.url, flush=True)
+        sys.stdin.read()

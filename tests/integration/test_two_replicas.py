@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -20,57 +17,20 @@ from bot.config import Settings
 from bot.context import Context
 from bot.scheduler import LEADER_LOCK
 from tests.bot.collectors.bundle_server import BundleServer
-from tests.conftest import PG_ENV, free_port
+from tests.conftest import PG_ENV
 from tests.factories import PIQC_BUNDLE, register
+from tests.serve import ServeProcess, serve_env
 
 LEADS = "this replica now leads the scheduler"
 INTERVAL = 1.0
 
 
-class Replica:
-    """One `steward serve` subprocess with its log file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.log = log
-        self.handle = log.open("wb")
-        steward = Path(sys.executable).parent / "steward"
-        self.process = subprocess.Popen(
-            [str(steward), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
-            stdout=self.handle,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_healthy(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"steward serve exited:\n{self.text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).is_success:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"steward serve did not start:\n{self.text()[-3000:]}")
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
+class Replica(ServeProcess):
+    """One `steward serve` subprocess that may lead the scheduler."""
 
     @property
     def leads(self) -> bool:
         return LEADS in self.text()
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.handle.close()
 
 
 @pytest.fixture
@@ -78,14 +38,9 @@ def replicas(settings: Settings, ctx: Context, tmp_path: Path) -> Iterator[list[
     """Two serve processes sharing the test's PostgreSQL, keys and pepper."""
     if not os.environ.get(PG_ENV):
         pytest.skip(f"two replicas need PostgreSQL: set {PG_ENV}")
-    env = {
-        **os.environ,
-        "STEWARD_DATABASE_URL": settings.database_url,
-        "STEWARD_SIGNING_KEY_FILE": str(settings.signing_key_file),
-        "STEWARD_KEY_PEPPER_FILE": str(settings.key_pepper_file),
-        "STEWARD_SCHEDULER_TICK_SECONDS": "0.2",
-        "STEWARD_LEADER_RETRY_SECONDS": "0.2",
-    }
+    env = serve_env(
+        settings.model_copy(update={"scheduler_tick_seconds": 0.2, "leader_retry_seconds": 0.2})
+    )
     running = [Replica(env, tmp_path / f"replica-{i}.log") for i in range(2)]
     try:
         for replica in running:
