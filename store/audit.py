@@ -365,22 +365,24 @@ def _write(
     ts = utcnow()
     entry_hash = compute_entry_hash(seq, format_ts(ts), actor, action, subject, prev_hash, body)
     raw_hash = bytes.fromhex(entry_hash)
+    # Values go as parameters of one fixed statement, so SQLAlchemy compiles it once.
     session.execute(
-        insert(_log).values(
-            seq=seq,
-            ts=ts,
-            actor=actor,
-            action=action,
-            subject=subject,
-            body=body,
-            prev_hash=prev_hash,
-            entry_hash=entry_hash,
-            signature=signer.sign(raw_hash).hex(),
-            key_id=signer.key_id,
-            cosignature=None
+        insert(_log),
+        {
+            "seq": seq,
+            "ts": ts,
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "body": body,
+            "prev_hash": prev_hash,
+            "entry_hash": entry_hash,
+            "signature": signer.sign(raw_hash).hex(),
+            "key_id": signer.key_id,
+            "cosignature": None
             if cosigner is None
             else cosigner.sign(rotation_message(entry_hash)).hex(),
-        )
+        },
     )
     if checkpoint_every > 0 and seq % checkpoint_every == 0:
         _write_checkpoint(session, cosigner or signer, seq, entry_hash, ts)

@@ -24,6 +24,8 @@ import httpx
 Confidence = Literal["high", "medium", "low"]
 NODE_NAMESPACE = "gpu-pool"
 _STAT = "steward_stat"
+QUERY_LABEL = "steward_query"  # tells apart the answers of queries sent together
+QUERIES_PER_REQUEST = 5  # several round trips per pull keep Prometheus evaluating in parallel
 
 
 class PrometheusError(RuntimeError):
@@ -95,7 +97,40 @@ def windowed(function: str, metrics: Sequence[str], window: Window, by: str | No
         ("samples", branch("count_over_time", window.range, "min")),
         ("recent", branch("count_over_time", window.recent, "min")),
     ]
-    return _or(f'label_replace({expr}, "{_STAT}", "{name}", "", "")' for name, expr in parts)
+    return _or(_tagged(name, expr, _STAT) for name, expr in parts)
+
+
+def _tagged(name: str, expr: str, label: str) -> str:
+    return f'label_replace({expr}, "{label}", "{name}", "", "")'
+
+
+def request_groups(queries: Mapping[str, str]) -> list[dict[str, str]]:
+    """The named queries of a pull, split into the groups sent one request each."""
+    names = list(queries)
+    return [
+        {name: queries[name] for name in names[start : start + QUERIES_PER_REQUEST]}
+        for start in range(0, len(names), QUERIES_PER_REQUEST)
+    ]
+
+
+def combined(group: Mapping[str, str]) -> str:
+    """One PromQL expression answering every query of `group`, each answer labelled.
+
+    Each answer carries `steward_query="<name>"`, so no two answers share a
+    label set and `or` keeps them all; `split` takes them apart again.
+    """
+    return _or(_tagged(name, expr, QUERY_LABEL) for name, expr in group.items())
+
+
+def split(group: Mapping[str, str], answer: Iterable[Series]) -> dict[str, list[Series]]:
+    """The answer of a `combined` query, back to its queries by name."""
+    out: dict[str, list[Series]] = {name: [] for name in group}
+    for series in answer:
+        labels = dict(series.labels)
+        name = labels.pop(QUERY_LABEL, None)
+        if name in out:
+            out[name].append(Series(labels=labels, value=series.value))
+    return out
 
 
 def p99(metrics: Sequence[str], window: Window) -> str:
@@ -677,19 +712,19 @@ class PrometheusCollector:
         """Facts per workloadId, every query evaluated at `at` (now when None)."""
         window = self.window(at)
         queries = build_queries(window)
-        names = list(queries)
+        groups = request_groups(queries)
         tasks = [
             asyncio.ensure_future(
                 instant_query(
                     self.client,
                     self.base_url,
-                    queries[name],
+                    combined(group),
                     window.at,
                     request_timeout=self.request_timeout,
                     token=self.token,
                 )
             )
-            for name in names
+            for group in groups
         ]
         try:
             answers = await asyncio.gather(*tasks)
@@ -698,4 +733,7 @@ class PrometheusCollector:
             # (allocation without pod phases, say) would be wrong, not just incomplete.
             for task in tasks:
                 task.cancel()
-        return map_facts(dict(zip(names, answers, strict=True)), queries, window)
+        by_name: dict[str, list[Series]] = {}
+        for group, answer in zip(groups, answers, strict=True):
+            by_name.update(split(group, answer))
+        return map_facts(by_name, queries, window)

@@ -10,7 +10,13 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from bot.collectors.prometheus import Window, build_queries
+from bot.collectors.prometheus import (
+    QUERY_LABEL,
+    Window,
+    build_queries,
+    combined,
+    request_groups,
+)
 
 PROM_URL = "http://prometheus.test:9090"
 AT = datetime(2026, 7, 20, 12, 0, tzinfo=UTC)
@@ -28,6 +34,8 @@ class FakePrometheus:
     def __init__(self, window: Window = WINDOW) -> None:
         self.queries = build_queries(window)
         self.names = {query: name for name, query in self.queries.items()}
+        # What Steward sends: several named queries in one expression (see `combined`).
+        self.groups = {combined(group): list(group) for group in request_groups(self.queries)}
         self.series: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.seen: list[httpx.Request] = []
         self.window = window
@@ -56,8 +64,16 @@ class FakePrometheus:
     def handler(self, request: httpx.Request) -> httpx.Response:
         """Answer one `/api/v1/query` request."""
         self.seen.append(request)
-        name = self.names[form(request)["query"]]
-        body = {"status": "success", "data": {"resultType": "vector", "result": self.series[name]}}
+        query = form(request)["query"]
+        if query in self.groups:
+            result = [
+                {**sample, "metric": {**sample["metric"], QUERY_LABEL: name}}
+                for name in self.groups[query]
+                for sample in self.series[name]
+            ]
+        else:
+            result = self.series[self.names[query]]
+        body = {"status": "success", "data": {"resultType": "vector", "result": result}}
         return httpx.Response(200, content=json.dumps(body).encode())
 
 

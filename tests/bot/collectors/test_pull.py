@@ -276,3 +276,91 @@ def test_cli_sets_sources_pulls_and_lists_the_pull(settings: Settings, ctx: Cont
     with transaction(ctx.sessions) as session:
         assert get_cluster(session, "gke-test").next_pull_at is None
     assert utcnow()
+
+
+async def test_findings_do_not_wait_for_a_hung_cluster_and_it_goes_first_next_time(
+    settings: Settings,
+) -> None:
+    from bot.collectors import due_targets
+    from bot.context import open_context
+
+    ctx = open_context(settings.model_copy(update={"pull_cluster_timeout_seconds": 3}))
+    try:
+        fake = small_cluster(FakePrometheus())
+        hung = "http://hung.test:9090"
+
+        async def never(_request: httpx.Request) -> httpx.Response:
+            await asyncio.sleep(30)
+            raise AssertionError("unreachable")
+
+        for name, url in (("a-fine", PROM_URL), ("z-hung", hung)):
+            register(ctx, name)
+            set_sources(ctx, name, prometheus_url=url)
+        assert [t.name for t in due_targets(ctx, utcnow())] == ["a-fine", "z-hung"]
+        with respx.mock(assert_all_called=False) as router:
+            router.post(f"{PROM_URL}/api/v1/query").mock(side_effect=fake.handler)
+            router.post(f"{hung}/api/v1/query").mock(side_effect=never)
+            round_ = asyncio.create_task(pull_clusters(ctx, at=AT))
+            rules: set[str] = set()
+            while not rules and not round_.done():
+                await asyncio.sleep(0.05)
+                with ctx.engine.connect() as conn:
+                    rules = set(conn.execute(sa.text("SELECT rule FROM findings")).scalars())
+            # The healthy cluster's findings exist while the hung one is still being waited on.
+            assert "tier_misplacement" in rules and not round_.done()
+            outcomes = {o.cluster: o.ok for o in await round_}
+        assert outcomes == {"a-fine": True, "z-hung": False}
+        # The next round starts with the cluster that failed, so its timeout runs early.
+        assert [t.name for t in due_targets(ctx, utcnow(), force=True)] == ["z-hung", "a-fine"]
+    finally:
+        ctx.close()
+
+
+def _poison_fact_history(ctx: Context, cluster_id: int) -> None:
+    """A database that refuses one cluster's fact history (a trigger raising), as a disk might."""
+    with ctx.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER poison BEFORE INSERT ON fact_history WHEN NEW.cluster_id = "
+                f"{cluster_id} BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.cluster_id = {cluster_id} THEN "
+                "RAISE EXCEPTION 'refused by the database'; END IF; RETURN NEW; END $$ "
+                "LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER poison BEFORE INSERT ON fact_history "
+                "FOR EACH ROW EXECUTE FUNCTION poison()"
+            )
+
+
+async def test_a_cluster_that_cannot_be_stored_fails_alone_in_its_batch(
+    ctx: Context, prom: FakePrometheus
+) -> None:
+    from bot.collectors import Fetched, due_targets, fetch_one, make_client, record_outcomes
+
+    for name in ("good", "poisoned"):
+        register(ctx, name)
+        set_sources(ctx, name, prometheus_url=PROM_URL)
+    with transaction(ctx.sessions) as session:
+        poisoned = get_cluster(session, "poisoned")
+        assert poisoned is not None
+    _poison_fact_history(ctx, poisoned.id)
+    client = make_client(ctx)
+    try:
+        batch = [await fetch_one(ctx, t, client, AT) for t in due_targets(ctx, utcnow())]
+    finally:
+        await client.aclose()
+    assert [f.error for f in batch] == [None, None]
+    results = record_outcomes(ctx, batch)
+    assert not isinstance(results[0], Fetched)  # stored: the next due time
+    failed = results[1]
+    assert isinstance(failed, Fetched) and "refused by the database" in (failed.error or "")
+    assert stored_facts(ctx, "good") and not stored_facts(ctx, "poisoned")
+    assert cluster_row(ctx, "good").last_pull_status == "ok"
+    row = cluster_row(ctx, "poisoned")
+    assert row.last_pull_status == "error" and row.pull_failures == 1
+    assert "refused by the database" in (row.last_pull_error or "")
