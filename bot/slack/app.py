@@ -37,7 +37,7 @@ from bot.notify import update_message
 from bot.slack.client import make_client
 from bot.slack.commands import caller_of, decision_reply, explanation, run_command
 from bot.slack.guard import DELIVERY_KEY, first_delivery
-from store.db import transaction, utcnow
+from store.db import reading, utcnow
 from store.decisions import DecisionRequest, Verdict
 from store.findings import OPEN, FindingRow, get_finding, parse_id
 
@@ -109,7 +109,7 @@ def _responder(client: AsyncWebClient, body: Mapping[str, Any]) -> Respond:
 
 
 def _load(ctx: Context, finding_id: int) -> FindingRow | None:
-    with transaction(ctx.sessions) as session:
+    with reading(ctx.sessions) as session:
         return get_finding(session, finding_id)
 
 

@@ -18,14 +18,30 @@ from typer.testing import CliRunner
 
 from bot import clusters
 from bot.cli import app
-from bot.collectors import backoff_seconds, pull_clusters
+from bot.collectors import (
+    Fetched,
+    backoff_seconds,
+    due_targets,
+    fetch_one,
+    make_client,
+    pull_clusters,
+    record_outcomes,
+)
 from bot.config import Settings
-from bot.context import Context
+from bot.context import Context, open_context
 from store.db import transaction, utcnow
 from store.registry import get_cluster
 from tests.bot.collectors.bundle_server import BundleServer
 from tests.bot.collectors.promkit import AT, PROM_URL, FakePrometheus, small_cluster
 from tests.factories import PIQC_BUNDLE, register
+
+HUNG_URL = "http://hung.test:9090"
+
+
+async def never(_request: httpx.Request) -> httpx.Response:
+    """A Prometheus that never answers."""
+    await asyncio.sleep(30)
+    raise AssertionError("unreachable")
 
 
 def set_sources(ctx: Context, name: str, **sources: object) -> None:
@@ -88,17 +104,10 @@ async def test_only_due_clusters_are_pulled(ctx: Context, prom: FakePrometheus) 
 
 
 async def test_a_hung_cluster_does_not_delay_the_others(settings: Settings, tmp_path: Path) -> None:
-    from bot.context import open_context
-
     ctx = open_context(settings.model_copy(update={"pull_cluster_timeout_seconds": 0.5}))
     try:
         fake = small_cluster(FakePrometheus())
-        hung = "http://hung.test:9090"
-
-        async def never(_request: httpx.Request) -> httpx.Response:
-            await asyncio.sleep(30)
-            raise AssertionError("unreachable")
-
+        hung = HUNG_URL
         for name, url in (("fine-1", PROM_URL), ("hung", hung), ("fine-2", PROM_URL)):
             register(ctx, name)
             set_sources(ctx, name, prometheus_url=url)
@@ -281,18 +290,10 @@ def test_cli_sets_sources_pulls_and_lists_the_pull(settings: Settings, ctx: Cont
 async def test_findings_do_not_wait_for_a_hung_cluster_and_it_goes_first_next_time(
     settings: Settings,
 ) -> None:
-    from bot.collectors import due_targets
-    from bot.context import open_context
-
     ctx = open_context(settings.model_copy(update={"pull_cluster_timeout_seconds": 3}))
     try:
         fake = small_cluster(FakePrometheus())
-        hung = "http://hung.test:9090"
-
-        async def never(_request: httpx.Request) -> httpx.Response:
-            await asyncio.sleep(30)
-            raise AssertionError("unreachable")
-
+        hung = HUNG_URL
         for name, url in (("a-fine", PROM_URL), ("z-hung", hung)):
             register(ctx, name)
             set_sources(ctx, name, prometheus_url=url)
@@ -340,8 +341,6 @@ def _poison_fact_history(ctx: Context, cluster_id: int) -> None:
 async def test_a_cluster_that_cannot_be_stored_fails_alone_in_its_batch(
     ctx: Context, prom: FakePrometheus
 ) -> None:
-    from bot.collectors import Fetched, due_targets, fetch_one, make_client, record_outcomes
-
     for name in ("good", "poisoned"):
         register(ctx, name)
         set_sources(ctx, name, prometheus_url=PROM_URL)
