@@ -90,6 +90,9 @@ def _ephemeral(message: Message) -> dict[str, Any]:
 
 
 Respond = Callable[..., Awaitable[Any]]
+ButtonWork = Callable[
+    [dict[str, Any], AsyncWebClient, Respond, int, str], Coroutine[Any, Any, None]
+]
 
 
 def _responder(client: AsyncWebClient, body: Mapping[str, Any]) -> Respond:
@@ -147,104 +150,93 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
         logger=log,
     )
 
-    async def button(body: Mapping[str, Any], respond: Respond) -> tuple[int, str] | None:
-        user = (body.get("user") or {}).get("id", "")
-        value = (body.get("actions") or [{}])[0].get("value", "")
-        finding_id = parse_id(str(value))
-        if finding_id is None:
-            await respond(**_ephemeral(Message(f"`{value}` is not a finding id.")))
-            return None
-        return finding_id, user
+    def on_button(action_id: str) -> Callable[[ButtonWork], ButtonWork]:
+        """Make `work` the listener of a finding's button: ack, claim the delivery, read the id.
 
-    @app.action(APPROVE)
+        `work` runs after the ack with the click's body, client, responder,
+        finding id and Slack user; a value that is no finding id is answered here.
+        """
+
+        def register(work: ButtonWork) -> ButtonWork:
+            @app.action(action_id)
+            async def listener(
+                ack: AsyncAck,
+                body: dict[str, Any],
+                client: AsyncWebClient,
+                context: AsyncBoltContext,
+            ) -> None:
+                await ack()
+                respond = _responder(client, body)
+                async with after_ack(work.__name__):
+                    if not await _first_time(ctx, context):
+                        return
+                    user = (body.get("user") or {}).get("id", "")
+                    value = (body.get("actions") or [{}])[0].get("value", "")
+                    finding_id = parse_id(str(value))
+                    if finding_id is None:
+                        await respond(**_ephemeral(Message(f"`{value}` is not a finding id.")))
+                        return
+                    await work(body, client, respond, finding_id, user)
+
+            return work
+
+        return register
+
+    @on_button(APPROVE)
     async def on_approve(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
+        body: dict[str, Any], client: AsyncWebClient, respond: Respond, finding_id: int, user: str
     ) -> None:
-        await ack()
-        respond = _responder(client, body)
-        async with after_ack("on_approve"):
-            if not await _first_time(ctx, context):
-                return
-            clicked = await button(body, respond)
-            if clicked is None:
-                return
-            finding_id, user = clicked
-            request = DecisionRequest(finding_id, "approve", actor=user, origin=_origin(body))
-            decision = await _decide(ctx, client, request)
-            if not decision.won:
-                await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
-                return
-            _in_background(actuate_and_report(ctx, client=client))
-
-    @app.action(REVERT)
-    async def on_revert(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        respond = _responder(client, body)
-        async with after_ack("on_revert"):
-            if not await _first_time(ctx, context):
-                return
-            clicked = await button(body, respond)
-            if clicked is None:
-                return
-            finding_id, user = clicked
-            row = await asyncio.to_thread(_load, ctx, finding_id)
-            request = DecisionRequest(finding_id, "approve", actor=user, origin=_origin(body))
-            if row is None or not may_decide(settings, user, row.cluster):
-                await asyncio.to_thread(refuse, ctx, request, "not an approver (revert)")
-                decision = Decision("refused" if row else "not_found", row)
-                await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
-                return
-            try:
-                await asyncio.to_thread(request_revert, ctx, finding_id, user)
-            except RevertRefused as exc:
-                await respond(**_ephemeral(Message(str(exc))))
-                return
-            _in_background(actuate_and_report(ctx, client=client))
-
-    @app.action(DISMISS)
-    async def on_dismiss(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        respond = _responder(client, body)
-        async with after_ack("on_dismiss"):
-            if not await _first_time(ctx, context):
-                return
-            clicked = await button(body, respond)
-            if clicked is None:
-                return
-            finding_id, user = clicked
-            origin = _origin(body)
-            row = await asyncio.to_thread(_load, ctx, finding_id)
-            request = DecisionRequest(finding_id, "dismiss", actor=user, origin=origin)
-            if row is not None and not may_decide(settings, user, row.cluster):
-                seq = await asyncio.to_thread(refuse, ctx, request, "not an approver")
-                decision = Decision("refused", row, seq)
-            elif row is None or row.status != OPEN:
-                decision = Decision("not_found" if row is None else "already_decided", row)
-            else:
-                metadata = json.dumps(
-                    {
-                        "finding_id": finding_id,
-                        "response_url": body.get("response_url"),
-                        **origin,
-                    }
-                )
-                view = dismiss_modal(row, metadata)
-                await client.views_open(trigger_id=body["trigger_id"], view=view)
-                return
+        request = DecisionRequest(finding_id, "approve", actor=user, origin=_origin(body))
+        decision = await _decide(ctx, client, request)
+        if not decision.won:
             await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
+            return
+        _in_background(actuate_and_report(ctx, client=client))
+
+    @on_button(REVERT)
+    async def on_revert(
+        body: dict[str, Any], client: AsyncWebClient, respond: Respond, finding_id: int, user: str
+    ) -> None:
+        row = await asyncio.to_thread(_load, ctx, finding_id)
+        request = DecisionRequest(finding_id, "approve", actor=user, origin=_origin(body))
+        if row is None or not may_decide(settings, user, row.cluster):
+            await asyncio.to_thread(refuse, ctx, request, "not an approver (revert)")
+            decision = Decision("refused" if row else "not_found", row)
+            await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
+            return
+        try:
+            await asyncio.to_thread(request_revert, ctx, finding_id, user)
+        except RevertRefused as exc:
+            await respond(**_ephemeral(Message(str(exc))))
+            return
+        _in_background(actuate_and_report(ctx, client=client))
+
+    @on_button(DISMISS)
+    async def on_dismiss(
+        body: dict[str, Any], client: AsyncWebClient, respond: Respond, finding_id: int, user: str
+    ) -> None:
+        origin = _origin(body)
+        row = await asyncio.to_thread(_load, ctx, finding_id)
+        request = DecisionRequest(finding_id, "dismiss", actor=user, origin=origin)
+        if row is not None and not may_decide(settings, user, row.cluster):
+            seq = await asyncio.to_thread(refuse, ctx, request, "not an approver")
+            decision = Decision("refused", row, seq)
+        elif row is None or row.status != OPEN:
+            decision = Decision("not_found" if row is None else "already_decided", row)
+        else:
+            metadata = json.dumps(
+                {"finding_id": finding_id, "response_url": body.get("response_url"), **origin}
+            )
+            view = dismiss_modal(row, metadata)
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+            return
+        await respond(**_ephemeral(decision_reply(decision, finding_id, user)))
+
+    @on_button(EXPLAIN)
+    async def on_explain(
+        body: dict[str, Any], client: AsyncWebClient, respond: Respond, finding_id: int, user: str
+    ) -> None:
+        await respond(**_ephemeral(await explanation(ctx, finding_id)))
 
     @app.view(DISMISS_VIEW)
     async def on_dismiss_submit(
@@ -294,25 +286,11 @@ def build_app(ctx: Context, client: AsyncWebClient | None = None) -> AsyncApp:
                 return
             reply = decision_reply(decision, finding_id, user)
             if metadata.get("response_url"):
-                webhook = AsyncWebhookClient(str(metadata["response_url"]), session=client.session)
-                await webhook.send(**_ephemeral(reply))
+                await _responder(client, metadata)(**_ephemeral(reply))
             elif origin.get("channel"):
                 await client.chat_postEphemeral(
                     channel=str(origin["channel"]), user=user, **reply.as_kwargs()
                 )
-
-    @app.action(EXPLAIN)
-    async def on_explain(
-        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
-    ) -> None:
-        await ack()
-        respond = _responder(client, body)
-        async with after_ack("on_explain"):
-            if not await _first_time(ctx, context):
-                return
-            clicked = await button(body, respond)
-            if clicked is not None:
-                await respond(**_ephemeral(await explanation(ctx, clicked[0])))
 
     @app.command("/steward")
     async def on_command(
