@@ -317,24 +317,25 @@ async def test_findings_do_not_wait_for_a_hung_cluster_and_it_goes_first_next_ti
         ctx.close()
 
 
-def _poison_fact_history(ctx: Context, cluster_id: int) -> None:
-    """A database that refuses one cluster's fact history (a trigger raising), as a disk might."""
+def _refuse(ctx: Context, event: str, condition: str) -> None:
+    """A database that refuses some writes (a trigger raising), as a full disk might.
+
+    `event` is e.g. `INSERT ON fact_history`; `condition` is SQL on NEW.
+    """
     with ctx.engine.begin() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql(
-                f"CREATE TRIGGER poison BEFORE INSERT ON fact_history WHEN NEW.cluster_id = "
-                f"{cluster_id} BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"
+                f"CREATE TRIGGER refuse BEFORE {event} WHEN {condition} "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"
             )
         else:
             conn.exec_driver_sql(
-                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN "
-                f"IF NEW.cluster_id = {cluster_id} THEN "
-                "RAISE EXCEPTION 'refused by the database'; END IF; RETURN NEW; END $$ "
-                "LANGUAGE plpgsql"
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                f"IF {condition} THEN RAISE EXCEPTION 'refused by the database'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
             )
             conn.exec_driver_sql(
-                "CREATE TRIGGER poison BEFORE INSERT ON fact_history "
-                "FOR EACH ROW EXECUTE FUNCTION poison()"
+                f"CREATE TRIGGER refuse BEFORE {event} FOR EACH ROW EXECUTE FUNCTION refuse()"
             )
 
 
@@ -347,7 +348,7 @@ async def test_a_cluster_that_cannot_be_stored_fails_alone_in_its_batch(
     with transaction(ctx.sessions) as session:
         poisoned = get_cluster(session, "poisoned")
         assert poisoned is not None
-    _poison_fact_history(ctx, poisoned.id)
+    _refuse(ctx, "INSERT ON fact_history", f"NEW.cluster_id = {poisoned.id}")
     client = make_client(ctx)
     try:
         batch = [await fetch_one(ctx, t, client, AT) for t in due_targets(ctx, utcnow())]
@@ -363,3 +364,15 @@ async def test_a_cluster_that_cannot_be_stored_fails_alone_in_its_batch(
     row = cluster_row(ctx, "poisoned")
     assert row.last_pull_status == "error" and row.pull_failures == 1
     assert "refused by the database" in (row.last_pull_error or "")
+
+
+async def test_a_pull_the_database_cannot_record_is_reported_not_raised(
+    ctx: Context, prom: FakePrometheus
+) -> None:
+    register(ctx, "prod-east")
+    set_sources(ctx, "prod-east", prometheus_url=PROM_URL)
+    _refuse(ctx, "UPDATE ON clusters", "NEW.last_pull_at IS NOT NULL")
+    [outcome] = await pull_clusters(ctx, at=AT)
+    assert not outcome.ok and "refused by the database" in (outcome.error or "")
+    assert stored_facts(ctx, "prod-east") == {}
+    assert cluster_row(ctx, "prod-east").last_pull_at is None
