@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,9 +91,21 @@ def allowed(data: Iterable[Any], texts: Iterable[str], known_names: Iterable[str
             else:
                 strings.append(str(leaf))
     for text in strings:
-        numbers.update(_parse(match) for match in _NUMBER_RE.findall(text))
+        numbers.update(_figures(text))
     names = {name.lower() for name in known_names if len(name) >= 3}
     return Allowed(tuple(sorted(numbers)), "\n".join(strings).lower(), frozenset(names))
+
+
+def _figures(text: str) -> Iterator[float]:
+    """The numbers a text states.
+
+    Digits inside a word that starts with a letter belong to a name or a path
+    ("H100", "Mistral-7B", "/tmp/run-95/prices.json"), not to a figure.
+    """
+    for match in _TOKEN_RE.finditer(text):
+        word = match.group()
+        if not word[0].isalpha():
+            yield from (_parse(number) for number in _NUMBER_RE.findall(word))
 
 
 def _decimals(number: str) -> int:
