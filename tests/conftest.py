@@ -19,7 +19,6 @@ from bot.context import Context, open_context
 PG_ENV = "STEWARD_TEST_DATABASE_URL"
 ADMIN_TOKEN = "admin-test-token"
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 
 def reset_database(url: str) -> None:

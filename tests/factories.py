@@ -9,9 +9,11 @@ from typing import Any
 from bot import clusters
 from bot.context import Context
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SCENARIOS = SHARED / "scenarios"
-PIQC_BUNDLE = SHARED / "reference" / "piqc-facts-gke-t4.json"
+# The scenario corpus and the real piqc bundle, kept in the repository (tests/data);
+# tests/test_data_copy.py checks them against the shared originals when those are present.
+DATA = Path(__file__).resolve().parent / "data"
+SCENARIOS = DATA / "scenarios"
+PIQC_BUNDLE = DATA / "reference" / "piqc-facts-gke-t4.json"
 
 
 def fact(value: Any, confidence: str = "high", **extra: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -17,10 +16,9 @@ from engine.facts import (
     bundle_to_payload,
     payload_to_cluster,
 )
+from tests.factories import PIQC_BUNDLE
 
-BUNDLE = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "piqc-facts-gke-t4.json"
-)
+BUNDLE = PIQC_BUNDLE
 
 
 def payload(**facts: object) -> dict[str, object]:

@@ -18,10 +18,11 @@ from engine.facts import (
 )
 from engine.findings import Finding
 from engine.prices import PriceBook, default_price_book
+from tests.factories import PIQC_BUNDLE
+from tests.factories import SCENARIOS as SCENARIO_DIR
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-SCENARIOS = sorted((SHARED / "scenarios").glob("*.json"))
-BUNDLE = SHARED / "reference" / "piqc-facts-gke-t4.json"
+SCENARIOS = sorted(SCENARIO_DIR.glob("*.json"))
+BUNDLE = PIQC_BUNDLE
 
 
 def fleet_of(scenario: dict[str, Any]) -> FleetSnapshot:
